@@ -21,4 +21,8 @@ export interface Answer {
   noAnswer: boolean;
   conversationId?: string;
   usage?: { promptTokens: number; completionTokens: number };
+  /** What to do next, e.g. how to add a generative model when the answer is extractive. */
+  hint?: string;
+  /** The question actually used for retrieval (a follow-up rewritten with the conversation). */
+  searchQuery?: string;
 }

@@ -16,6 +16,8 @@ export interface GenerateOptions {
   jsonSchema?: Record<string, unknown>;
   /** Aborting stops generation and frees the slot (client disconnects). */
   signal?: AbortSignal;
+  /** Who asked (recorded in the usage table; the security layer bills and limits by it). */
+  principalId?: string;
 }
 
 export interface Usage {

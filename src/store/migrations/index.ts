@@ -6,4 +6,14 @@ export interface Migration {
   postgres?: string;
 }
 
-export const ALL_MIGRATIONS: Migration[] = [];
+import { MODELS_MIGRATIONS } from "./models.js";
+import { ANSWER_MIGRATIONS } from "./answer.js";
+import { KB_MIGRATIONS } from "./kb.js";
+import { SECURITY_MIGRATIONS } from "./security.js";
+
+export const ALL_MIGRATIONS: Migration[] = [
+  ...KB_MIGRATIONS,
+  ...MODELS_MIGRATIONS,
+  ...ANSWER_MIGRATIONS,
+  ...SECURITY_MIGRATIONS,
+];

@@ -1,0 +1,615 @@
+// Typed TypeScript API over ggml: contexts own memory and are freed by dispose() (or `using`), tensors know their
+// shape, graphs compute forward and backward passes, and AdamW runs as ggml's own in-graph optimizer step.
+// Every op checks shapes and remaining context memory first, because a failed GGML_ASSERT aborts the process.
+
+import { DajianError } from "../core/errors.js";
+import { GgmlType } from "../gguf/types.js";
+import { loadGgml, nativeView, pointerAddress, type Cplan, type GgmlLib, type Ptr } from "./ffi.js";
+
+export type Shape = readonly number[];
+
+const TYPE_BYTES: Partial<Record<GgmlType, number>> = {
+  [GgmlType.F32]: 4,
+  [GgmlType.F16]: 2,
+  [GgmlType.I32]: 4,
+};
+
+function shapeError(op: string, msg: string): DajianError {
+  return new DajianError("invalid_input", `${op}: ${msg}`, "fix the tensor shapes passed to this op");
+}
+
+const pad4 = (s: Shape): [number, number, number, number] => [s[0] ?? 1, s[1] ?? 1, s[2] ?? 1, s[3] ?? 1];
+const numel = (s: Shape): number => s.reduce((a, b) => a * b, 1);
+const canRepeat = (small: Shape, big: Shape): boolean => {
+  const a = pad4(small);
+  const b = pad4(big);
+  return a.every((n, i) => n > 0 && b[i] % n === 0);
+};
+
+/** Backend description, reported at start. */
+export interface BackendInfo {
+  name: "cpu";
+  /** ggml CPU variant in use, e.g. "haswell". */
+  variant: string;
+  threads: number;
+  libDir: string;
+  /** GPU packages present but not used by the engine yet. */
+  unusedGpuPackages: string[];
+}
+
+export class Tensor {
+  /** ggml order: shape[0] is contiguous. Trailing 1s are dropped except the first. */
+  readonly shape: number[];
+  readonly type: GgmlType;
+  constructor(
+    readonly ctx: Context,
+    readonly ptr: Ptr,
+  ) {
+    const v = new DataView(nativeView(ptr, 48));
+    this.type = v.getInt32(0, true) as GgmlType;
+    const ne = [0, 1, 2, 3].map((i) => Number(v.getBigInt64(16 + 8 * i, true)));
+    let n = 4;
+    while (n > 1 && ne[n - 1] === 1) n--;
+    this.shape = ne.slice(0, n);
+  }
+  get numel(): number {
+    return numel(this.shape);
+  }
+  get nbytes(): number {
+    return Number(this.ctx.lib.base.ggml_nbytes(this.ptr));
+  }
+  get contiguous(): boolean {
+    return Boolean(this.ctx.lib.base.ggml_is_contiguous(this.ptr));
+  }
+  private dataView(): ArrayBuffer {
+    this.ctx.assertLive();
+    if (!this.contiguous) throw new DajianError("invalid_input", "tensor is not contiguous", "read it after cont()");
+    return nativeView(this.ctx.lib.base.ggml_get_data(this.ptr), this.nbytes);
+  }
+  /** Copy values in (f32 or i32 tensors). */
+  set(values: ArrayLike<number>): this {
+    if (values.length !== this.numel) {
+      throw new DajianError(
+        "invalid_input",
+        `tensor of ${this.numel} values given ${values.length}`,
+        "match the shape",
+      );
+    }
+    if (this.type === GgmlType.F32) new Float32Array(this.dataView()).set(values);
+    else if (this.type === GgmlType.I32) new Int32Array(this.dataView()).set(values);
+    else throw new DajianError("unsupported", `set() on ${GgmlType[this.type]}`, "use f32 or i32 tensors");
+    return this;
+  }
+  /** Copy of the values (f32). */
+  get(): Float32Array {
+    if (this.type !== GgmlType.F32) throw new DajianError("unsupported", `get() on ${GgmlType[this.type]}`, "use f32");
+    return new Float32Array(this.dataView()).slice();
+  }
+  /** Zero-copy view, valid until the context is disposed. */
+  view(): Float32Array {
+    if (this.type !== GgmlType.F32) throw new DajianError("unsupported", `view() on ${GgmlType[this.type]}`, "use f32");
+    return new Float32Array(this.dataView());
+  }
+  zero(): this {
+    this.ctx.lib.base.ggml_set_zero(this.ptr);
+    return this;
+  }
+  name(n: string): this {
+    this.ctx.lib.base.ggml_set_name(this.ptr, n.slice(0, 63));
+    return this;
+  }
+}
+
+export interface ContextOptions {
+  /** Bytes for tensors, graphs and their metadata. */
+  memBytes: number;
+}
+
+/** A ggml context: an arena that owns every tensor and graph made in it. */
+export class Context {
+  private ctx: Ptr | null;
+  readonly memBytes: number;
+  /** Data bytes of op results so far (to size backward passes). */
+  opBytes = 0;
+  opCount = 0;
+  /** Trainable tensors by native address. */
+  readonly params = new Map<bigint, Tensor>();
+
+  constructor(
+    readonly lib: GgmlLib,
+    opts: ContextOptions,
+  ) {
+    if (!(opts.memBytes > 0) || !Number.isSafeInteger(opts.memBytes)) {
+      throw new DajianError("invalid_input", `context size ${opts.memBytes}`, "give memBytes as a positive integer");
+    }
+    this.memBytes = opts.memBytes;
+    this.ctx = lib.base.ggml_init({ mem_size: opts.memBytes, mem_buffer: null, no_alloc: false });
+    if (!this.ctx) {
+      throw new DajianError(
+        "too_large",
+        `cannot allocate ${opts.memBytes} bytes for ggml`,
+        "use a smaller model or batch",
+      );
+    }
+  }
+
+  get handle(): Ptr {
+    return this.assertLive();
+  }
+  assertLive(): Ptr {
+    if (this.ctx === null) throw new DajianError("invalid_input", "ggml context already disposed", "create a new one");
+    return this.ctx;
+  }
+  get usedBytes(): number {
+    return Number(this.lib.base.ggml_used_mem(this.assertLive()));
+  }
+  get freeBytes(): number {
+    return this.memBytes - this.usedBytes;
+  }
+
+  /** Ensure room for a tensor object (+ data) before calling into ggml. */
+  reserve(op: string, dataBytes: number, objects = 1): void {
+    const need = objects * (Number(this.lib.base.ggml_tensor_overhead()) + 16) + dataBytes + 16;
+    if (need > this.freeBytes) {
+      throw new DajianError(
+        "too_large",
+        `${op}: ggml context out of memory (needs ${need} bytes, ${this.freeBytes} free of ${this.memBytes})`,
+        "create the context with a larger memBytes",
+      );
+    }
+  }
+
+  private wrap(ptr: Ptr, trackOp = true): Tensor {
+    const t = new Tensor(this, ptr);
+    if (trackOp) {
+      this.opCount++;
+      this.opBytes += t.nbytes;
+    }
+    return t;
+  }
+
+  private own(...ts: Tensor[]): void {
+    for (const t of ts) {
+      if (t.ctx !== this)
+        throw new DajianError("invalid_input", "tensor belongs to another context", "build ops in one context");
+    }
+    this.assertLive();
+  }
+
+  tensor(shape: Shape, type: GgmlType = GgmlType.F32): Tensor {
+    if (shape.length < 1 || shape.length > 4 || shape.some((d) => !Number.isInteger(d) || d < 1)) {
+      throw shapeError("tensor", `bad shape [${shape.join(", ")}]`);
+    }
+    const bytes = TYPE_BYTES[type];
+    if (bytes === undefined)
+      throw new DajianError("unsupported", `new tensor of ${GgmlType[type]}`, "use F32, F16 or I32");
+    this.reserve("tensor", numel(shape) * bytes);
+    const b = this.lib.base;
+    const c = this.assertLive();
+    const [n0, n1, n2, n3] = pad4(shape);
+    const p = b.ggml_new_tensor_4d(c, type, n0, n1, n2, n3);
+    return this.wrap(p, false);
+  }
+
+  fromArray(shape: Shape, values: ArrayLike<number>, type: GgmlType = GgmlType.F32): Tensor {
+    return this.tensor(shape, type).set(values);
+  }
+
+  /** Mark as trainable parameter. */
+  param(t: Tensor): Tensor {
+    this.own(t);
+    if (t.type !== GgmlType.F32)
+      throw new DajianError("unsupported", "only f32 tensors can be trained", "keep trainable weights in f32");
+    this.lib.base.ggml_set_param(t.ptr);
+    this.params.set(pointerAddress(t.ptr), t);
+    return t;
+  }
+  /** Mark as the (scalar) loss. */
+  loss(t: Tensor): Tensor {
+    this.own(t);
+    if (t.numel !== 1 || t.type !== GgmlType.F32) throw shapeError("loss", "the loss must be a scalar f32");
+    this.lib.base.ggml_set_loss(t.ptr);
+    return t;
+  }
+
+  // ---- ops ---------------------------------------------------------------------------------------------------
+  private result(op: string, outShape: Shape, call: () => Ptr, view = false): Tensor {
+    this.reserve(op, view ? 0 : numel(outShape) * 4);
+    return this.wrap(call());
+  }
+  private binary(op: "ggml_add" | "ggml_sub" | "ggml_mul" | "ggml_div", a: Tensor, b: Tensor): Tensor {
+    this.own(a, b);
+    if (!canRepeat(b.shape, a.shape)) throw shapeError(op, `[${b.shape}] does not broadcast to [${a.shape}]`);
+    return this.result(op, a.shape, () => this.lib.base[op](this.handle, a.ptr, b.ptr));
+  }
+  add(a: Tensor, b: Tensor): Tensor {
+    return this.binary("ggml_add", a, b);
+  }
+  sub(a: Tensor, b: Tensor): Tensor {
+    return this.binary("ggml_sub", a, b);
+  }
+  mul(a: Tensor, b: Tensor): Tensor {
+    return this.binary("ggml_mul", a, b);
+  }
+  div(a: Tensor, b: Tensor): Tensor {
+    return this.binary("ggml_div", a, b);
+  }
+  private unary(
+    op: "ggml_sqr" | "ggml_sqrt" | "ggml_log" | "ggml_exp" | "ggml_neg" | "ggml_silu" | "ggml_relu" | "ggml_cont",
+    a: Tensor,
+  ): Tensor {
+    this.own(a);
+    return this.result(op, a.shape, () => this.lib.base[op](this.handle, a.ptr));
+  }
+  sqr(a: Tensor): Tensor {
+    return this.unary("ggml_sqr", a);
+  }
+  sqrt(a: Tensor): Tensor {
+    return this.unary("ggml_sqrt", a);
+  }
+  log(a: Tensor): Tensor {
+    return this.unary("ggml_log", a);
+  }
+  exp(a: Tensor): Tensor {
+    return this.unary("ggml_exp", a);
+  }
+  neg(a: Tensor): Tensor {
+    return this.unary("ggml_neg", a);
+  }
+  silu(a: Tensor): Tensor {
+    return this.unary("ggml_silu", a);
+  }
+  relu(a: Tensor): Tensor {
+    return this.unary("ggml_relu", a);
+  }
+  cont(a: Tensor): Tensor {
+    return this.unary("ggml_cont", a);
+  }
+  scale(a: Tensor, s: number): Tensor {
+    this.own(a);
+    return this.result("scale", a.shape, () => this.lib.base.ggml_scale(this.handle, a.ptr, s));
+  }
+  sum(a: Tensor): Tensor {
+    this.own(a);
+    return this.result("sum", [1], () => this.lib.base.ggml_sum(this.handle, a.ptr));
+  }
+  sumRows(a: Tensor): Tensor {
+    this.own(a);
+    return this.result("sumRows", [1, ...a.shape.slice(1)], () => this.lib.base.ggml_sum_rows(this.handle, a.ptr));
+  }
+  /** Row means. Built as sumRows·(1/n): ggml's own MEAN backward asserts when its input has a gradient accumulator. */
+  mean(a: Tensor): Tensor {
+    return this.scale(this.sumRows(a), 1 / a.shape[0]);
+  }
+  /** Broadcast `a` to the shape of `like`. */
+  repeat(a: Tensor, like: Tensor): Tensor {
+    this.own(a, like);
+    if (!canRepeat(a.shape, like.shape)) throw shapeError("repeat", `[${a.shape}] does not tile [${like.shape}]`);
+    return this.result("repeat", like.shape, () => this.lib.base.ggml_repeat(this.handle, a.ptr, like.ptr));
+  }
+  /** Tile `a` to `shape` (each dim a multiple of a's). */
+  repeatTo(a: Tensor, shape: Shape): Tensor {
+    this.own(a);
+    if (!canRepeat(a.shape, shape)) throw shapeError("repeatTo", `[${a.shape}] does not tile [${shape}]`);
+    const [n0, n1, n2, n3] = pad4(shape);
+    return this.result("repeatTo", shape, () => this.lib.base.ggml_repeat_4d(this.handle, a.ptr, n0, n1, n2, n3));
+  }
+  rmsNorm(a: Tensor, eps: number): Tensor {
+    this.own(a);
+    return this.result("rmsNorm", a.shape, () => this.lib.base.ggml_rms_norm(this.handle, a.ptr, eps));
+  }
+  /** ggml's matmul: a [k, m], b [k, n] → [m, n] (i.e. b · aᵀ), broadcasting over dims 2–3. */
+  mulMat(a: Tensor, b: Tensor): Tensor {
+    this.own(a, b);
+    const [ak, am, a2, a3] = pad4(a.shape);
+    const [bk, bn, b2, b3] = pad4(b.shape);
+    if (ak !== bk) throw shapeError("mulMat", `inner sizes differ: [${a.shape}] × [${b.shape}]`);
+    if (b2 % a2 !== 0 || b3 % a3 !== 0)
+      throw shapeError("mulMat", `batch dims do not broadcast: [${a.shape}] × [${b.shape}]`);
+    return this.result("mulMat", [am, bn, b2, b3], () => this.lib.base.ggml_mul_mat(this.handle, a.ptr, b.ptr));
+  }
+  /** Outer product summed over dim 1: a [m, k], b [n, k] → [m, n]. */
+  outProd(a: Tensor, b: Tensor): Tensor {
+    this.own(a, b);
+    const [am, ak, a2, a3] = pad4(a.shape);
+    const [bn, bk, b2, b3] = pad4(b.shape);
+    if (ak !== bk) throw shapeError("outProd", `dim 1 differs: [${a.shape}] vs [${b.shape}]`);
+    if (b2 % a2 !== 0 || b3 % a3 !== 0) throw shapeError("outProd", "batch dims do not broadcast");
+    return this.result("outProd", [am, bn, b2, b3], () => this.lib.base.ggml_out_prod(this.handle, a.ptr, b.ptr));
+  }
+  softMax(a: Tensor): Tensor {
+    this.own(a);
+    return this.result("softMax", a.shape, () => this.lib.base.ggml_soft_max(this.handle, a.ptr));
+  }
+  /** softmax(a·scale + mask); mask [ne0, ≥ne1] f32 or null. */
+  softMaxExt(a: Tensor, mask: Tensor | null, scale: number): Tensor {
+    this.own(a);
+    if (mask) {
+      this.own(mask);
+      if (mask.shape[0] !== a.shape[0] || (mask.shape[1] ?? 1) < (a.shape[1] ?? 1)) {
+        throw shapeError("softMaxExt", `mask [${mask.shape}] does not cover [${a.shape}]`);
+      }
+    }
+    return this.result("softMaxExt", a.shape, () =>
+      this.lib.base.ggml_soft_max_ext(this.handle, a.ptr, mask ? mask.ptr : null, scale, 0),
+    );
+  }
+  /** Set elements above the diagonal (column > row + nPast) to -inf. */
+  diagMaskInf(a: Tensor, nPast: number): Tensor {
+    this.own(a);
+    return this.result("diagMaskInf", a.shape, () => this.lib.base.ggml_diag_mask_inf(this.handle, a.ptr, nPast));
+  }
+  /**
+   * RoPE over a [headDim, heads, tokens, batch] with positions (i32 [tokens]). mode 0 = llama's adjacent pairs
+   * (as GGUF stores llama weights), 2 = NeoX halves.
+   */
+  rope(
+    a: Tensor,
+    pos: Tensor,
+    nDims: number,
+    opts: { mode?: number; freqBase?: number; nCtxOrig?: number } = {},
+  ): Tensor {
+    this.own(a, pos);
+    if (pos.type !== GgmlType.I32 || pos.shape.length !== 1 || pos.shape[0] !== (a.shape[2] ?? 1)) {
+      throw shapeError("rope", `positions must be i32 [${a.shape[2] ?? 1}]`);
+    }
+    if (nDims % 2 !== 0 || nDims > a.shape[0])
+      throw shapeError("rope", `nDims ${nDims} must be even and ≤ ${a.shape[0]}`);
+    return this.result("rope", a.shape, () =>
+      this.lib.base.ggml_rope_ext(
+        this.handle,
+        a.ptr,
+        pos.ptr,
+        null,
+        nDims,
+        opts.mode ?? 0,
+        opts.nCtxOrig ?? 0,
+        opts.freqBase ?? 10000,
+        1,
+        0,
+        1,
+        0,
+        0,
+      ),
+    );
+  }
+  /** Rows of `a` picked by i32 indices `ids` [n] → [a.ne0, n]. */
+  getRows(a: Tensor, ids: Tensor): Tensor {
+    this.own(a, ids);
+    if (ids.type !== GgmlType.I32) throw shapeError("getRows", "indices must be i32");
+    if (ids.shape.length > 1 && (ids.shape[1] !== (a.shape[2] ?? 1) || ids.shape.length > 2)) {
+      throw shapeError("getRows", `indices [${ids.shape}] do not match [${a.shape}]`);
+    }
+    return this.result("getRows", [a.shape[0], ...ids.shape], () =>
+      this.lib.base.ggml_get_rows(this.handle, a.ptr, ids.ptr),
+    );
+  }
+  /** Mean cross-entropy between logits and target probabilities (same shape), a scalar. */
+  crossEntropyLoss(logits: Tensor, targets: Tensor): Tensor {
+    this.own(logits, targets);
+    if (logits.shape.join() !== targets.shape.join())
+      throw shapeError("crossEntropyLoss", "logits and targets differ in shape");
+    return this.result("crossEntropyLoss", [1], () =>
+      this.lib.base.ggml_cross_entropy_loss(this.handle, logits.ptr, targets.ptr),
+    );
+  }
+  /** silu(a) * b — the SwiGLU gate. */
+  swiglu(a: Tensor, b: Tensor): Tensor {
+    this.own(a, b);
+    if (a.shape.join() !== b.shape.join()) throw shapeError("swiglu", `[${a.shape}] vs [${b.shape}]`);
+    return this.result("swiglu", a.shape, () => this.lib.base.ggml_swiglu_split(this.handle, a.ptr, b.ptr));
+  }
+  reshape(a: Tensor, shape: Shape): Tensor {
+    this.own(a);
+    if (numel(shape) !== a.numel || shape.length < 1 || shape.length > 4) {
+      throw shapeError("reshape", `[${a.shape}] → [${shape}] changes the element count`);
+    }
+    if (!a.contiguous) throw shapeError("reshape", "input must be contiguous (use cont())");
+    const b = this.lib.base;
+    const c = this.handle;
+    const s = shape;
+    return this.result(
+      "reshape",
+      shape,
+      () =>
+        s.length === 1
+          ? b.ggml_reshape_1d(c, a.ptr, s[0])
+          : s.length === 2
+            ? b.ggml_reshape_2d(c, a.ptr, s[0], s[1])
+            : s.length === 3
+              ? b.ggml_reshape_3d(c, a.ptr, s[0], s[1], s[2])
+              : b.ggml_reshape_4d(c, a.ptr, s[0], s[1], s[2], s[3]),
+      true,
+    );
+  }
+  /** Axis i of `a` goes to position axes[i] (ggml_permute semantics). */
+  permute(a: Tensor, axes: [number, number, number, number]): Tensor {
+    this.own(a);
+    if ([...axes].sort().join() !== "0,1,2,3")
+      throw shapeError("permute", `axes ${axes} are not a permutation of 0..3`);
+    const s = pad4(a.shape);
+    const out = [0, 0, 0, 0];
+    axes.forEach((to, i) => (out[to] = s[i]));
+    return this.result("permute", out, () => this.lib.base.ggml_permute(this.handle, a.ptr, ...axes), true);
+  }
+  transpose(a: Tensor): Tensor {
+    this.own(a);
+    const [n0, n1, ...rest] = pad4(a.shape);
+    return this.result("transpose", [n1, n0, ...rest], () => this.lib.base.ggml_transpose(this.handle, a.ptr), true);
+  }
+  /** Copy a into b's memory (element counts must match); returns the view of b that carries the copy. */
+  cpy(a: Tensor, b: Tensor): Tensor {
+    this.own(a, b);
+    if (a.numel !== b.numel) throw shapeError("cpy", "element counts differ");
+    return this.result("cpy", b.shape, () => this.lib.base.ggml_cpy(this.handle, a.ptr, b.ptr), true);
+  }
+  /** In-graph AdamW step on parameter `w` (ggml_opt_step_adamw); `hyper` is a 7-value f32 tensor. */
+  adamwStep(w: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper: Tensor): Tensor {
+    this.own(w, grad, m, v, hyper);
+    for (const t of [grad, m, v])
+      if (t.shape.join() !== w.shape.join()) throw shapeError("adamw", "state shape differs");
+    if (hyper.numel !== 7) throw shapeError("adamw", "hyper-parameters must be 7 f32 values");
+    return this.result(
+      "adamw",
+      w.shape,
+      () => this.lib.base.ggml_opt_step_adamw(this.handle, w.ptr, grad.ptr, m.ptr, v.ptr, hyper.ptr),
+      true,
+    );
+  }
+
+  graph(opts: { size?: number; grads?: boolean } = {}): Graph {
+    const size = opts.size ?? 8192;
+    const grads = opts.grads ?? false;
+    this.reserve("graph", Number(this.lib.base.ggml_graph_overhead_custom(size, grads)), 1);
+    return new Graph(this, this.lib.base.ggml_new_graph_custom(this.handle, size, grads), size, grads);
+  }
+
+  dispose(): void {
+    if (this.ctx !== null) this.lib.base.ggml_free(this.ctx);
+    this.ctx = null;
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+export class Graph {
+  private backwardBuilt = false;
+  /** Work buffer inside the context, reused by every compute (ggml_graph_compute_with_ctx would leak one per call). */
+  private work: { ptr: Ptr; size: number } | null = null;
+  constructor(
+    readonly ctx: Context,
+    readonly ptr: Ptr,
+    readonly size: number,
+    readonly grads: boolean,
+  ) {}
+
+  get nodes(): number {
+    return Number(this.ctx.lib.base.ggml_graph_n_nodes(this.ptr));
+  }
+
+  /** Add `t` and everything it depends on. */
+  expand(t: Tensor): this {
+    this.ctx.assertLive();
+    if (this.ctx.opCount + this.nodes >= this.size) {
+      throw new DajianError("too_large", `graph may exceed ${this.size} nodes`, "create the graph with a larger size");
+    }
+    this.ctx.lib.base.ggml_build_forward_expand(this.ptr, t.ptr);
+    return this;
+  }
+
+  /**
+   * Add the backward pass for the loss set with ctx.loss(). Every parameter gets its own contiguous gradient
+   * accumulator: compute() adds into it, reset() zeroes it — so several computes between resets accumulate
+   * gradients over micro-batches.
+   */
+  backward(): this {
+    if (!this.grads)
+      throw new DajianError("invalid_input", "graph built without grads", "use ctx.graph({ grads: true })");
+    if (this.backwardBuilt) throw new DajianError("invalid_input", "backward already built", "build it once");
+    if (this.nodes * 4 + 16 > this.size) {
+      throw new DajianError(
+        "too_large",
+        `graph of ${this.nodes} nodes too small for backward`,
+        "use a graph size ≥ 4× the forward nodes",
+      );
+    }
+    // Gradients are allocated in the context: budget up to 3× the forward activations.
+    this.ctx.reserve("backward", this.ctx.opBytes * 3, this.nodes * 3);
+    const b = this.ctx.lib.base;
+    const n = this.nodes;
+    const accs: Array<Ptr | null> = new Array(n).fill(null);
+    let any = false;
+    for (let i = 0; i < n; i++) {
+      const node = b.ggml_graph_node(this.ptr, i);
+      const p = this.ctx.params.get(pointerAddress(node));
+      if (p) {
+        const [n0, n1, n2, n3] = pad4(p.shape);
+        accs[i] = b.ggml_new_tensor_4d(this.ctx.handle, GgmlType.F32, n0, n1, n2, n3);
+        any = true;
+      }
+    }
+    if (!any)
+      throw new DajianError("invalid_input", "no trainable parameter in the graph", "mark weights with ctx.param()");
+    b.ggml_build_backward_expand(this.ctx.handle, this.ptr, accs);
+    this.backwardBuilt = true;
+    return this;
+  }
+
+  /** Zero gradients (and AdamW moments), seed d(loss)=1. */
+  reset(): this {
+    if (!this.backwardBuilt)
+      throw new DajianError("invalid_input", "reset() needs backward()", "call backward() first");
+    this.ctx.lib.base.ggml_graph_reset(this.ptr);
+    return this;
+  }
+
+  /** Gradient of a parameter (its accumulator), or of any other node (may be a view); null if none. */
+  grad(t: Tensor): Tensor | null {
+    const b = this.ctx.lib.base;
+    const p = b.ggml_graph_get_grad_acc(this.ptr, t.ptr) || b.ggml_graph_get_grad(this.ptr, t.ptr);
+    return p ? new Tensor(this.ctx, p) : null;
+  }
+
+  private plan(threads: number): Cplan {
+    const n = Math.max(1, Math.floor(threads));
+    const plan = this.ctx.lib.cpu.ggml_graph_plan(this.ptr, n, null) as Cplan;
+    const size = Number(plan.work_size);
+    if (size > 0) {
+      if (!this.work || this.work.size < size) {
+        this.ctx.reserve("compute work buffer", size, 1);
+        this.work = { ptr: this.ctx.lib.base.ggml_new_buffer(this.ctx.handle, size), size };
+      }
+      plan.work_data = this.work.ptr;
+    }
+    return plan;
+  }
+
+  /** Run the graph on the CPU backend (blocks the thread). */
+  computeSync(threads: number): void {
+    this.ctx.assertLive();
+    const st = Number(this.ctx.lib.cpu.ggml_graph_compute(this.ptr, this.plan(threads)));
+    if (st !== 0) throw new DajianError("internal", `ggml compute failed with status ${st}`, "check memory and shapes");
+  }
+
+  /** Run the graph on a koffi worker thread so the event loop (progress, HTTP) keeps going. */
+  compute(threads: number): Promise<void> {
+    this.ctx.assertLive();
+    const plan = this.plan(threads);
+    const fn = this.ctx.lib.cpu.ggml_graph_compute;
+    return new Promise((resolve, reject) => {
+      fn.async(this.ptr, plan, (err: unknown, st: unknown) => {
+        if (err) reject(err);
+        else if (Number(st) !== 0)
+          reject(new DajianError("internal", `ggml compute failed with status ${st}`, "check memory and shapes"));
+        else resolve();
+      });
+    });
+  }
+}
+
+/** The engine: loaded libraries plus a default thread count. */
+export class Engine {
+  readonly lib: GgmlLib;
+  readonly threads: number;
+  constructor(opts: { threads?: number } = {}) {
+    this.lib = loadGgml();
+    this.threads = opts.threads ?? 2;
+  }
+  context(opts: ContextOptions): Context {
+    return new Context(this.lib, opts);
+  }
+  get backend(): BackendInfo {
+    return {
+      name: "cpu",
+      variant: this.lib.variant,
+      threads: this.threads,
+      libDir: this.lib.dir,
+      unusedGpuPackages: [],
+    };
+  }
+  /** One line for logs and progress output. */
+  describe(): string {
+    return `ggml cpu-${this.lib.variant} (score ${this.lib.score}), ${this.threads} threads`;
+  }
+}

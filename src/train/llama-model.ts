@@ -1,0 +1,139 @@
+// The llama forward pass (RMSNorm, RoPE, grouped-query attention, SwiGLU) as a ggml graph, on weights read from a
+// dajian/llama.cpp GGUF. Attention is written out (mul_mat + causal mask + softmax) rather than fused, because ggml
+// has no backward for flash attention — the same graph serves training.
+
+import { DajianError } from "../core/errors.js";
+import { GgmlType, GgufReader, metaNumber, metaString } from "../gguf/index.js";
+import type { Context, Engine, Tensor } from "../engine/index.js";
+import { llamaTensorShapes, type LlamaConfig } from "./llama-gguf.js";
+
+/** Hyper-parameters from a llama GGUF. */
+export function readLlamaConfig(r: GgufReader): LlamaConfig {
+  const arch = metaString(r, "general.architecture");
+  if (arch !== "llama") {
+    throw new DajianError(
+      "unsupported",
+      `architecture "${arch}" is not llama`,
+      "dajian's forward pass supports llama models",
+    );
+  }
+  const need = (k: string): number => {
+    const v = metaNumber(r, `llama.${k}`);
+    if (v === undefined) throw new DajianError("corrupt", `GGUF lacks llama.${k}`, "re-export the model");
+    return v;
+  };
+  const heads = need("attention.head_count");
+  const dim = need("embedding_length");
+  const embd = r.tensor("token_embd.weight");
+  return {
+    vocabSize: embd.dims[1],
+    layers: need("block_count"),
+    dim,
+    heads,
+    kvHeads: metaNumber(r, "llama.attention.head_count_kv") ?? heads,
+    ffn: need("feed_forward_length"),
+    contextLength: need("context_length"),
+    ropeTheta: metaNumber(r, "llama.rope.freq_base") ?? 10000,
+    normEps: metaNumber(r, "llama.attention.layer_norm_rms_epsilon") ?? 1e-5,
+    tiedEmbeddings: !r.tensors.some((t) => t.name === "output.weight"),
+  };
+}
+
+export interface LlamaWeights {
+  config: LlamaConfig;
+  tensors: Map<string, Tensor>;
+}
+
+/** Create f32 weight tensors in `ctx`, filled by `init(name)`. */
+export function createLlamaWeights(
+  ctx: Context,
+  config: LlamaConfig,
+  init: (name: string) => ArrayLike<number>,
+): LlamaWeights {
+  const tensors = new Map<string, Tensor>();
+  for (const s of llamaTensorShapes(config)) {
+    const t = ctx.tensor(s.dims, GgmlType.F32).name(s.name);
+    t.set(init(s.name));
+    tensors.set(s.name, t);
+  }
+  return { config, tensors };
+}
+
+/** Create f32 weight tensors in `ctx` and fill them from the GGUF (F32/F16/Q8_0/Q4_0 are decoded). */
+export function loadLlamaWeights(ctx: Context, path: string): LlamaWeights {
+  const r = GgufReader.open(path);
+  try {
+    return createLlamaWeights(ctx, readLlamaConfig(r), (name) => r.tensorF32(name));
+  } finally {
+    r.close();
+  }
+}
+
+/**
+ * Build logits [vocab, T, B] for token ids [T, B] (B sequences, positions 0..T-1 each). Returns the logits and the
+ * token input tensor, so a caller can refill it and recompute.
+ */
+export function buildLlamaForward(ctx: Context, w: LlamaWeights, T: number, B = 1): { tokens: Tensor; logits: Tensor } {
+  const c = w.config;
+  const hd = c.dim / c.heads;
+  const W = (n: string): Tensor => {
+    const t = w.tensors.get(n);
+    if (!t) throw new DajianError("internal", `weight ${n} missing`, "report this bug");
+    return t;
+  };
+  const tokens = ctx.tensor([T * B], GgmlType.I32).name("tokens"); // sequence b at [b·T, (b+1)·T)
+  const pos = ctx.tensor([T], GgmlType.I32).name("pos");
+  pos.set(Array.from({ length: T }, (_, i) => i));
+  const norm = (x: Tensor, weight: Tensor): Tensor => ctx.mul(ctx.rmsNorm(x, c.normEps), weight);
+
+  let x = ctx.getRows(W("token_embd.weight"), tokens); // [dim, T·B]
+  if (B > 1) x = ctx.reshape(x, [c.dim, T, B]);
+  for (let l = 0; l < c.layers; l++) {
+    const p = `blk.${l}.`;
+    const h = norm(x, W(`${p}attn_norm.weight`));
+    let q = ctx.reshape(ctx.mulMat(W(`${p}attn_q.weight`), h), [hd, c.heads, T, B]);
+    let k = ctx.reshape(ctx.mulMat(W(`${p}attn_k.weight`), h), [hd, c.kvHeads, T, B]);
+    const v = ctx.reshape(ctx.mulMat(W(`${p}attn_v.weight`), h), [hd, c.kvHeads, T, B]);
+    q = ctx.rope(q, pos, hd, { freqBase: c.ropeTheta, nCtxOrig: c.contextLength });
+    k = ctx.rope(k, pos, hd, { freqBase: c.ropeTheta, nCtxOrig: c.contextLength });
+    const qh = ctx.permute(q, [0, 2, 1, 3]); // [hd, T, H, B]
+    let kh = ctx.cont(ctx.permute(k, [0, 2, 1, 3])); // [hd, T, KV, B]
+    // Query head h reads kv head floor(h / rep). mul_mat broadcasts that way by itself, but its backward only
+    // handles the broadcast when dim 3 is 1 — so with B > 1 the kv heads are repeated explicitly.
+    const rep = c.heads / c.kvHeads;
+    const expand = (t: Tensor, rows: number): Tensor =>
+      rep === 1 || B === 1
+        ? t
+        : ctx.reshape(ctx.repeatTo(ctx.reshape(t, [rows, 1, c.kvHeads, B]), [rows, rep, c.kvHeads, B]), [
+            t.shape[0],
+            t.shape[1],
+            c.heads,
+            B,
+          ]);
+    kh = expand(kh, hd * T);
+    const scores = ctx.mulMat(kh, qh); // [T, T, H, B]
+    const probs = ctx.softMax(ctx.diagMaskInf(ctx.scale(scores, 1 / Math.sqrt(hd)), 0));
+    const vt = expand(ctx.cont(ctx.permute(v, [1, 2, 0, 3])), T * hd); // [T, hd, KV|H, B]
+    const att = ctx.mulMat(vt, probs); // [hd, T, H, B]
+    const merged = ctx.reshape(ctx.cont(ctx.permute(att, [0, 2, 1, 3])), [hd * c.heads, T, B]);
+    x = ctx.add(x, ctx.mulMat(W(`${p}attn_output.weight`), merged));
+    const h2 = norm(x, W(`${p}ffn_norm.weight`));
+    const ff = ctx.swiglu(ctx.mulMat(W(`${p}ffn_gate.weight`), h2), ctx.mulMat(W(`${p}ffn_up.weight`), h2));
+    x = ctx.add(x, ctx.mulMat(W(`${p}ffn_down.weight`), ff));
+  }
+  x = norm(x, W("output_norm.weight"));
+  const logits = ctx.mulMat(W(c.tiedEmbeddings ? "token_embd.weight" : "output.weight"), x);
+  return { tokens, logits };
+}
+
+/** Convenience: logits [T][vocab] for a token sequence. */
+export function llamaLogits(engine: Engine, path: string, ids: number[]): Float32Array[] {
+  using ctx = engine.context({ memBytes: 256 << 20 });
+  const w = loadLlamaWeights(ctx, path);
+  const { tokens, logits } = buildLlamaForward(ctx, w, ids.length);
+  tokens.set(ids);
+  ctx.graph({ size: 4096 }).expand(logits).computeSync(engine.threads);
+  const all = logits.get();
+  const V = w.config.vocabSize;
+  return ids.map((_, t) => all.slice(t * V, (t + 1) * V));
+}
