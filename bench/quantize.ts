@@ -1,8 +1,8 @@
 // npm run bench:quantize — size and perplexity of llama.cpp quantizations against the F16 original, on a model
 // dajian trains itself (a small llama on SQuAD passages with dajian's ggml trainer), scored on held-out passages
 // through llama.cpp (node-llama-cpp). Targets (issue 7): Q8_0 within 1 % of F16, Q4_K_M within 5 %.
-// Env: STEPS (default 300), THREADS (2), TOKENS scored (4000).
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// Env: STEPS (default 300), THREADS (2), TOKENS scored (4000), SPEED=0 skips the pp/tg columns.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Engine } from "../src/engine/index.js";
@@ -17,6 +17,7 @@ import { Rng } from "../src/train/rng.js";
 const STEPS = Number(process.env.STEPS ?? 300);
 const THREADS = Number(process.env.THREADS ?? 2);
 const TOKENS = Number(process.env.TOKENS ?? 4000);
+const SPEED = process.env.SPEED !== "0";
 const TYPES: QuantType[] = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0"];
 
 const corpusFile = "../shared/data/squad-v1.1-dev/corpus.jsonl";
@@ -33,6 +34,12 @@ if (existsSync(corpusFile)) {
 }
 const heldOut = texts.filter((_, i) => i % 10 === 0).join("\n\n");
 const train = texts.filter((_, i) => i % 10 !== 0);
+
+/** pp/tg tokens/s (llama-bench style) unless SPEED=0; the file size either way. */
+async function speedOf(path: string): Promise<{ fileBytes: number; pp: { mean: number }; tg: { mean: number } }> {
+  if (SPEED) return benchModel(path, { promptTokens: 128, genTokens: 32, repetitions: 2, threads: THREADS });
+  return { fileBytes: statSync(path).size, pp: { mean: NaN }, tg: { mean: NaN } };
+}
 
 const dir = mkdtempSync(join(tmpdir(), "dajian-bench-quant-"));
 try {
@@ -104,7 +111,7 @@ try {
   }
 
   const base = await perplexity(f16, heldOut, { contextSize: 256, threads: THREADS, maxTokens: TOKENS });
-  const baseSpeed = await benchModel(f16, { promptTokens: 128, genTokens: 32, repetitions: 2, threads: THREADS });
+  const baseSpeed = await speedOf(f16);
   const rows: Record<string, string | number>[] = [
     {
       type: "F16 (baseline)",
@@ -121,7 +128,7 @@ try {
   for (const t of TYPES) {
     const q = await quantizeModel(f16, join(dir, `trained-${t}.gguf`), { type: t, threads: THREADS });
     const p = await perplexity(q.output, heldOut, { contextSize: 256, threads: THREADS, maxTokens: TOKENS });
-    const sp = await benchModel(q.output, { promptTokens: 128, genTokens: 32, repetitions: 2, threads: THREADS });
+    const sp = await speedOf(q.output);
     const change = (p.perplexity / base.perplexity - 1) * 100;
     results[t] = change;
     const target =

@@ -258,6 +258,18 @@ describe("grounded answers", () => {
     expect(await rewriteFollowUp("When does it expire?", history, remote())).toBe(
       "When does unused annual leave expire?",
     );
+    // In a generative follow-up the earlier answer's markers are stripped (they pointed at the old source list).
+    requests = [];
+    const g = await answerQuestion(deps(remote()), {
+      question: "When does it expire?",
+      kb: "hr",
+      history,
+      principalId: "carol",
+    });
+    expect(g.searchQuery).toBe("When does unused annual leave expire?");
+    expect(g.answer).toBe("It expires at the end of March [1].");
+    const answerCall = requests[requests.length - 1];
+    expect(answerCall.find((m) => m.role === "assistant")?.content).toBe("15 days .");
     // A rewrite that drops the question's own terms (a confused model) falls back to the heuristic.
     reply = () => "Tell me about pizza";
     expect(await rewriteFollowUp("When does it expire?", history, remote())).toMatch(/^When does it expire\? .*annual/);

@@ -75,7 +75,8 @@ function gradCheck(name: string, inputs: Input[], f: (ctx: Context, xs: Tensor[]
 describe("engine", () => {
   it("picks a CPU variant ggml scores as supported and reports it", () => {
     expect(engine.lib.score).toBeGreaterThan(0);
-    expect(engine.describe()).toMatch(/^ggml cpu-\w+ \(score \d+\), 1 threads$/);
+    expect(engine.describe()).toMatch(/^ggml cpu-\w+ \(score \d+\), 1 threads/);
+    expect(engine.backend.variant).toBe(engine.lib.variant);
   });
 
   it("multiplies matrices like a reference implementation", () => {

@@ -2,6 +2,8 @@
 // shape, graphs compute forward and backward passes, and AdamW runs as ggml's own in-graph optimizer step.
 // Every op checks shapes and remaining context memory first, because a failed GGML_ASSERT aborts the process.
 
+import { existsSync, readdirSync } from "node:fs";
+import { dirname } from "node:path";
 import { DajianError } from "../core/errors.js";
 import { GgmlType } from "../gguf/types.js";
 import { loadGgml, nativeView, pointerAddress, type Cplan, type GgmlLib, type Ptr } from "./ffi.js";
@@ -605,11 +607,23 @@ export class Engine {
       variant: this.lib.variant,
       threads: this.threads,
       libDir: this.lib.dir,
-      unusedGpuPackages: [],
+      unusedGpuPackages: gpuPackagesBeside(this.lib.dir),
     };
   }
   /** One line for logs and progress output. */
   describe(): string {
-    return `ggml cpu-${this.lib.variant} (score ${this.lib.score}), ${this.threads} threads`;
+    const gpu = this.backend.unusedGpuPackages;
+    const note = gpu.length ? `; GPU builds present but not used by the trainer yet: ${gpu.join(", ")}` : "";
+    return `ggml cpu-${this.lib.variant} (score ${this.lib.score}), ${this.threads} threads${note}`;
   }
+}
+
+/** node-llama-cpp GPU platform packages installed next to the CPU one (e.g. linux-x64-cuda, linux-x64-vulkan). */
+function gpuPackagesBeside(libDir: string): string[] {
+  const scope = dirname(dirname(dirname(libDir))); // …/@node-llama-cpp/<plat>/bins/<plat> → …/@node-llama-cpp
+  const plat = `${process.platform}-${process.arch}`;
+  if (!existsSync(scope)) return [];
+  return readdirSync(scope)
+    .filter((d) => d.startsWith(`${plat}-`) && existsSync(`${scope}/${d}/bins`))
+    .map((d) => d.slice(plat.length + 1));
 }

@@ -97,6 +97,16 @@ describe("keyword search quality", () => {
     expect(r[0].text).toContain("full-disk encryption");
   });
 
+  it("top-k selection is a prefix of the full ranking, deterministic", async () => {
+    const all = (await kbs.search("hr", "员工 leave 假 加班 employees", { topK: 50 })).results;
+    expect(all.length).toBeGreaterThan(4);
+    for (let i = 1; i < all.length; i++) expect(all[i - 1].score).toBeGreaterThanOrEqual(all[i].score);
+    for (const k of [1, 2, 4]) {
+      const r = (await kbs.search("hr", "员工 leave 假 加班 employees", { topK: k })).results;
+      expect(r.map((x) => x.chunkId)).toEqual(all.slice(0, k).map((x) => x.chunkId));
+    }
+  });
+
   it("a query with no known term returns nothing rather than noise", async () => {
     expect(await top("量子色动力学")).toEqual([]);
     expect(await top("   ")).toEqual([]);

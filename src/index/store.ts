@@ -650,14 +650,45 @@ export class SqliteKbStore implements KbStore {
         sc.score[chunkId] += (idf * tf * (k1 + 1)) / (tf + norm0 + norm1 * data[i + 2]);
       }
     }
-    const hits: Hit[] = [];
+    // Bounded min-heap selection: only `limit` result objects are ever created, however many chunks matched.
+    const hs = new Float64Array(limit);
+    const hi = new Int32Array(limit);
+    let size = 0;
+    // a ranks below b: lower score, or equal score and larger chunk id (ties broken by id → deterministic).
+    const below = (sa: number, ia: number, sb: number, ib: number) => sa < sb || (sa === sb && ia > ib);
     for (const chunkId of touched) {
-      hits.push({ chunkId, docId: sc.doc[chunkId], score: sc.score[chunkId] });
+      const s = sc.score[chunkId];
       sc.score[chunkId] = 0;
+      if (size === limit && !below(hs[0], hi[0], s, chunkId)) continue;
+      let k: number;
+      if (size < limit) {
+        k = size++;
+        while (k > 0) {
+          const parent = (k - 1) >> 1;
+          if (!below(s, chunkId, hs[parent], hi[parent])) break;
+          hs[k] = hs[parent];
+          hi[k] = hi[parent];
+          k = parent;
+        }
+      } else {
+        k = 0;
+        while (true) {
+          const l = 2 * k + 1;
+          if (l >= size) break;
+          const r = l + 1;
+          const c = r < size && below(hs[r], hi[r], hs[l], hi[l]) ? r : l;
+          if (!below(hs[c], hi[c], s, chunkId)) break;
+          hs[k] = hs[c];
+          hi[k] = hi[c];
+          k = c;
+        }
+      }
+      hs[k] = s;
+      hi[k] = chunkId;
     }
-    // Ties broken by chunk id so results are deterministic.
-    hits.sort((a, b2) => b2.score - a.score || a.chunkId - b2.chunkId);
-    return hits.slice(0, limit);
+    const hits: Hit[] = [];
+    for (let k = 0; k < size; k++) hits.push({ chunkId: hi[k], docId: sc.doc[hi[k]], score: hs[k] });
+    return hits.sort((a, b2) => b2.score - a.score || a.chunkId - b2.chunkId);
   }
 
   private loadVectors(kbId: number): VectorCache | undefined {

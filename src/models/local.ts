@@ -266,6 +266,10 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
     const seq = this.sequences[slot];
     let text = "";
     let completionTokens = 0;
+    // The sequence's token meter counts every sampled token, including ones held back while a stop trigger
+    // might still match (onToken does not see those).
+    const meterBefore = seq.tokenMeter.getState();
+    const sampled = () => Math.max(completionTokens, seq.tokenMeter.diff(meterBefore).usedOutputTokens);
     const run = (async () => {
       const chat = new LlamaChat({ contextSequence: seq, chatWrapper: this.chatWrapper });
       try {
@@ -291,12 +295,12 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
           ctl.signal.aborted || why === "abort" ? "abort" : why === "maxTokens" ? "length" : "stop";
         chan.push({
           type: "done",
-          result: { text: res.response, finishReason, usage: { promptTokens, completionTokens } },
+          result: { text: res.response, finishReason, usage: { promptTokens, completionTokens: sampled() } },
         });
         chan.end();
       } catch (err) {
         if (ctl.signal.aborted) {
-          chan.push(abortDone(text, completionTokens));
+          chan.push(abortDone(text, sampled()));
           chan.end();
         } else
           chan.end(

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { DajianError } from "../core/errors.js";
 import { GgufWriter, parseGguf } from "../gguf/index.js";
 import { byteChar, textToVocabString, vocabStringToBytes } from "./bytes.js";
+import { preTokenize as pre } from "./pretokenize.js";
 import { BpeTokenizer } from "./bpe.js";
 import { preTokenize } from "./pretokenize.js";
 import { trainBpe } from "./train.js";
@@ -82,6 +83,64 @@ describe("BPE training and encoding", () => {
     expect(back.tokenTypes).toEqual(v.tokenTypes);
     expect(back.eotId).toBe(v.eotId);
     expect(back.chatTemplate).toBe(v.chatTemplate);
+  });
+
+  it("merges exactly what a brute-force trainer merges (the most frequent pair each time)", () => {
+    // Random words over a small alphabet: many overlapping pairs whose counts rise and fall as merges happen.
+    let seed = 5;
+    const r = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const word = (): string =>
+      Array.from({ length: 2 + Math.floor(r() * 7) }, () => "abcde"[Math.floor(r() * 5)]).join("");
+    const texts = [
+      ...Array.from({ length: 40 }, () => Array.from({ length: 10 }, word).join(" ")),
+      "数据数据数据库 数据",
+    ];
+    const got = trainBpe(texts, { vocabSize: 256 + 3 + 80, minFrequency: 2 });
+    // reference: recount every pair after every merge; ties → smallest (left id, right id)
+    const ids = new Map<string, number>();
+    const strs: string[] = [];
+    for (let b = 0; b < 256; b++) {
+      ids.set(byteChar(b), b);
+      strs.push(byteChar(b));
+    }
+    const words = new Map<string, number>();
+    for (const t of texts)
+      for (const w of pre(t, "qwen2")) words.set(textToVocabString(w), (words.get(textToVocabString(w)) ?? 0) + 1);
+    let seqs = [...words].map(([w, c]) => ({ s: Array.from(w, (ch) => ids.get(ch) as number), c }));
+    const want: string[] = [];
+    for (let m = 0; m < 80; m++) {
+      const counts = new Map<string, number>();
+      for (const { s, c } of seqs)
+        for (let i = 0; i < s.length - 1; i++)
+          counts.set(`${s[i]},${s[i + 1]}`, (counts.get(`${s[i]},${s[i + 1]}`) ?? 0) + c);
+      let best: [number, number, number] | null = null;
+      for (const [k, c] of counts) {
+        const [a, b] = k.split(",").map(Number);
+        if (!best || c > best[0] || (c === best[0] && (a < best[1] || (a === best[1] && b < best[2]))))
+          best = [c, a, b];
+      }
+      if (!best || best[0] < 2) break;
+      const [, a, b] = best;
+      const merged = strs[a] + strs[b];
+      let id = ids.get(merged);
+      if (id === undefined) {
+        id = strs.length;
+        strs.push(merged);
+        ids.set(merged, id);
+      }
+      want.push(`${strs[a]} ${strs[b]}`);
+      seqs = seqs.map(({ s, c }) => {
+        const n: number[] = [];
+        for (let i = 0; i < s.length; i++) {
+          if (i < s.length - 1 && s[i] === a && s[i + 1] === b) {
+            n.push(id as number);
+            i++;
+          } else n.push(s[i]);
+        }
+        return { s: n, c };
+      });
+    }
+    expect(got.merges).toEqual(want);
   });
 
   it("refuses impossible sizes and vocabularies without byte tokens", () => {

@@ -1,8 +1,9 @@
 // The chat page: pick a knowledge base, upload documents (upload + indexing progress), ask, read the streamed answer,
-// click [n] to see the quoted passage with its document and page.
+// click [n] to see the quoted passage with its document and page. With auth on, a sign-in screen comes first.
 import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
-import { api, type Answer, type Citation, type Doc, type Info, type Job, type Kb } from "./api.js";
+import { api, type Answer, type Citation, type Doc, type Info, type Job, type Kb, type Me } from "./api.js";
 import { STRINGS, initialLang, pageLabel, type Lang, type Strings } from "./i18n.js";
+import { Login } from "./Login.js";
 
 interface Message {
   id: number;
@@ -67,9 +68,58 @@ function Markdownish({
   return <>{parts}</>;
 }
 
+/** Ask the server who we are; 401 → sign-in form. Auth off → the local operator, and the page is as before. */
 export function App() {
   const [lang, setLang] = useState<Lang>(initialLang);
+  const [me, setMe] = useState<Me | null>(); // undefined: still asking; null: sign-in needed
+  const [fatal, setFatal] = useState<string>();
   const t = STRINGS[lang];
+  const toggleLang = () => setLang((l) => (l === "zh" ? "en" : "zh"));
+
+  useEffect(() => {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    localStorage.setItem("dajian.lang", lang);
+  }, [lang]);
+
+  useEffect(() => {
+    api.setOnUnauthorized(() => setMe(null));
+    api.me().then(setMe, (e: Error) => setFatal(e.message));
+    return () => api.setOnUnauthorized(undefined);
+  }, []);
+
+  async function signOut() {
+    try {
+      await api.logout();
+    } catch {
+      // the session is gone either way (expired or ended); the sign-in form is the right next screen
+    }
+    setMe(null);
+  }
+
+  if (fatal)
+    return (
+      <div className="alert error" role="alert">
+        <span>{fatal}</span>
+      </div>
+    );
+  if (me === undefined) return <div className="app" aria-busy="true" />;
+  if (me === null) return <Login t={t} lang={lang} onLang={toggleLang} onSignedIn={setMe} />;
+  return <Workspace t={t} lang={lang} onLang={toggleLang} me={me} onSignOut={signOut} />;
+}
+
+function Workspace({
+  t,
+  lang,
+  onLang,
+  me,
+  onSignOut,
+}: {
+  t: Strings;
+  lang: Lang;
+  onLang: () => void;
+  me: Me;
+  onSignOut: () => void;
+}) {
   const [info, setInfo] = useState<Info>();
   const [kbs, setKbs] = useState<Kb[]>([]);
   const [kb, setKb] = useState<string>();
@@ -86,11 +136,6 @@ export function App() {
   const fileRef = useRef<HTMLInputElement>(null);
   const endRef = useRef<HTMLDivElement>(null);
   const panelCloseRef = useRef<HTMLButtonElement>(null);
-
-  useEffect(() => {
-    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-    localStorage.setItem("dajian.lang", lang);
-  }, [lang]);
 
   const refreshKbs = useCallback(async () => {
     const list = await api.kbs();
@@ -239,14 +284,19 @@ export function App() {
               {info.model ?? (lang === "zh" ? "摘录模式" : "extractive")}
             </span>
           )}
-          <button
-            type="button"
-            className="ghost"
-            onClick={() => setLang(lang === "zh" ? "en" : "zh")}
-            aria-label={t.languageLabel}
-          >
+          <button type="button" className="ghost" onClick={onLang} aria-label={t.languageLabel}>
             {t.language}
           </button>
+          {me.kind === "user" && (
+            <>
+              <span className="user" data-testid="signed-in-user" title={`${t.signedInAs} ${me.name} (${me.role})`}>
+                {me.name}
+              </span>
+              <button type="button" className="ghost" onClick={onSignOut}>
+                {t.signOut}
+              </button>
+            </>
+          )}
         </div>
       </header>
 

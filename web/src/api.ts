@@ -43,17 +43,86 @@ export interface Job {
   error?: string;
 }
 
-export class ApiError extends Error {}
+/** The signed-in principal (GET /api/auth/me). With auth off this is the local operator (kind "local"). */
+export interface Me {
+  kind: "local" | "user" | "key" | "anonymous";
+  id: string;
+  name: string;
+  role: string;
+  csrfToken?: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status = 0,
+  ) {
+    super(message);
+  }
+}
+
+// Session auth: the server wants the CSRF token from login/me in this header on every state-changing request
+// (src/server/auth.ts CSRF_HEADER). Unset with auth off, where no header is sent.
+const CSRF_HEADER = "x-csrf-token";
+let csrfToken: string | undefined;
+let onUnauthorized: (() => void) | undefined;
+
+/** Headers for a state-changing request: the given ones plus the CSRF token when signed in. */
+function withCsrf(h: Record<string, string> = {}): Record<string, string> {
+  return csrfToken ? { ...h, [CSRF_HEADER]: csrfToken } : h;
+}
 
 async function json<T>(res: Response): Promise<T> {
   const body = await res.json().catch(() => undefined);
-  if (!res.ok) throw new ApiError(body?.error?.message ?? `${res.status} ${res.statusText}`);
+  if (!res.ok) {
+    // a session that expired or was revoked mid-use: send the user back to the login form
+    if (res.status === 401) onUnauthorized?.();
+    throw new ApiError(body?.error?.message ?? `${res.status} ${res.statusText}`, res.status);
+  }
   return body as T;
 }
 
 const enc = encodeURIComponent;
 
 export const api = {
+  /** Called when any request answers 401 (session gone). */
+  setOnUnauthorized(fn: (() => void) | undefined) {
+    onUnauthorized = fn;
+  },
+  /** Who is signed in; null when the server wants a login (auth on, no session). */
+  async me(): Promise<Me | null> {
+    const res = await fetch("api/auth/me");
+    if (res.status === 401) return null;
+    const me = await json<Me>(res);
+    csrfToken = me.csrfToken;
+    return me;
+  },
+  async login(name: string, password: string): Promise<Me> {
+    const res = await fetch("api/auth/login", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name, password }),
+    });
+    const body = await res.json().catch(() => undefined);
+    // a wrong password is a 401 too, but it must show its message, not bounce back to the login form
+    if (!res.ok) throw new ApiError(body?.error?.message ?? `${res.status} ${res.statusText}`, res.status);
+    csrfToken = body.csrfToken;
+    // ask again, so the page shows what the server will see on the next request (cookie really kept)
+    const me = await api.me();
+    if (!me)
+      throw new ApiError(
+        "signed in, but the browser did not keep the session cookie — open the page over HTTPS, or turn security.secureCookies off",
+        401,
+      );
+    return me;
+  },
+  async logout(): Promise<void> {
+    try {
+      await fetch("api/auth/logout", { method: "POST", headers: withCsrf() }).then((r) => json<unknown>(r));
+    } finally {
+      csrfToken = undefined;
+    }
+  },
   info: () => fetch("api/info").then((r) => json<Info>(r)),
   kbs: () =>
     fetch("api/kbs")
@@ -62,7 +131,7 @@ export const api = {
   createKb: (name: string) =>
     fetch("api/kbs", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: withCsrf({ "content-type": "application/json" }),
       body: JSON.stringify({ name }),
     }).then((r) => json<{ kb: Kb }>(r)),
   docs: (kb: string) =>
@@ -70,7 +139,9 @@ export const api = {
       .then((r) => json<{ documents: Doc[] }>(r))
       .then((b) => b.documents),
   deleteDoc: (kb: string, doc: string) =>
-    fetch(`api/kbs/${enc(kb)}/documents/${enc(doc)}`, { method: "DELETE" }).then((r) => json<unknown>(r)),
+    fetch(`api/kbs/${enc(kb)}/documents/${enc(doc)}`, { method: "DELETE", headers: withCsrf() }).then((r) =>
+      json<unknown>(r),
+    ),
   fileUrl: (kb: string, doc: string) => `api/kbs/${enc(kb)}/documents/${enc(doc)}/file`,
 
   /** Upload files with progress (0..1); resolves with the ingest jobs. */
@@ -80,6 +151,7 @@ export const api = {
       for (const f of files) form.append("file", f, f.name);
       const xhr = new XMLHttpRequest();
       xhr.open("POST", `api/kbs/${enc(kb)}/documents`);
+      for (const [k, v] of Object.entries(withCsrf())) xhr.setRequestHeader(k, v);
       xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
       xhr.onerror = () => reject(new ApiError("network error"));
       xhr.onload = () => {
@@ -90,7 +162,10 @@ export const api = {
           body = undefined;
         }
         if (xhr.status >= 200 && xhr.status < 300) resolve(body.jobs as Job[]);
-        else reject(new ApiError(body?.error?.message ?? `${xhr.status}`));
+        else {
+          if (xhr.status === 401) onUnauthorized?.();
+          reject(new ApiError(body?.error?.message ?? `${xhr.status}`, xhr.status));
+        }
       };
       xhr.send(form);
     });
@@ -119,7 +194,7 @@ export const api = {
   ): Promise<void> {
     const res = await fetch(`api/kbs/${enc(kb)}/ask`, {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      headers: withCsrf({ "content-type": "application/json", accept: "text/event-stream" }),
       body: JSON.stringify({ question, ...(conversationId ? { conversationId } : {}) }),
       signal,
     });

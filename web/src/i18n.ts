@@ -44,6 +44,14 @@ const en = {
   assistant: "Assistant",
   passage: "Quoted passage",
   tooLarge: "File is larger than the upload limit",
+  signInTitle: "Sign in",
+  signInHint: "This server requires an account. Ask an administrator to create one (`dajian users add NAME`).",
+  userName: "User name",
+  password: "Password",
+  signIn: "Sign in",
+  signingIn: "Signing in…",
+  signOut: "Sign out",
+  signedInAs: "Signed in as",
 };
 
 const zh: typeof en = {
@@ -88,6 +96,14 @@ const zh: typeof en = {
   assistant: "助手",
   passage: "引用段落",
   tooLarge: "文件超过上传大小限制",
+  signInTitle: "登录",
+  signInHint: "此服务器需要账号登录。请联系管理员创建账号（`dajian users add NAME`）。",
+  userName: "用户名",
+  password: "密码",
+  signIn: "登录",
+  signingIn: "正在登录…",
+  signOut: "退出登录",
+  signedInAs: "当前用户",
 };
 
 export type Strings = typeof en;

@@ -148,7 +148,7 @@ describe("dajian kb / ingest / docs / search", () => {
 
     expect((await run(["kb", "delete", "hr"])).code).toBe(0);
     expect(JSON.parse((await run(["kb", "list", "--json"])).stdout)).toEqual([]);
-  }, 240_000);
+  }, 600_000);
 });
 
 describe("kill -9 in the middle of an ingest", () => {

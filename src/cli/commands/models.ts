@@ -271,9 +271,11 @@ export function registerModels(program: Command): void {
       const home = homeOf(cmd);
       applyOutboundConfig(home);
       const db = openHomeDb(home);
+      let ended = false;
       try {
         const r = await pullModel({ home, db, ref, sha256: o.sha256, name: o.name, onProgress: bar });
         bar.end();
+        ended = true;
         await auditModel(cmd, "model.pull", r.name, { source: ref, sha256: r.sha256, bytes: r.bytes });
         if (o.json)
           printJson({
@@ -289,7 +291,7 @@ export function registerModels(program: Command): void {
             `pulled ${r.name}: ${r.path} (${(r.bytes / 1048576).toFixed(1)} MiB${r.resumedFrom ? `, resumed at ${(r.resumedFrom / 1048576).toFixed(1)} MiB` : ""})\nsha256 ${r.sha256}\n`,
           );
       } finally {
-        bar.end();
+        if (!ended) bar.end(); // leave the bar's line before the error message
         db.close();
       }
     }),
