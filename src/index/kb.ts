@@ -10,7 +10,7 @@ import { loadConfig, type DajianConfig } from "../core/config.js";
 import { DajianError, errorLine } from "../core/errors.js";
 import { ensureHome } from "../core/home.js";
 import { noProgress, type ProgressFn } from "../core/progress.js";
-import { chunkDocument, parseDocument } from "../ingest/index.js";
+import { chunkDocument, parseDocument, parseDocumentIsolated } from "../ingest/index.js";
 import { openSqlite, type SqliteDb } from "../store/sqlite.js";
 import { analyze, analyzerId, parseAnalyzerId, type AnalyzerOptions, DEFAULT_ANALYZER } from "./analyzer.js";
 import { embedderFromConfig, type Embedder } from "./embed.js";
@@ -46,6 +46,14 @@ export interface IngestOptions {
   tags?: string[];
   onProgress?: ProgressFn;
   signal?: AbortSignal;
+  /**
+   * Parse each file in a worker thread with a heap cap and a hard deadline (parseDocumentIsolated), so a
+   * hostile upload cannot hang or exhaust the process. Default: true for ingestItems (uploads), false for
+   * ingest (local paths the user chose; `dajian ingest --isolate` turns it on).
+   */
+  isolate?: boolean;
+  /** Heap cap for an isolated parse in MiB (default 1024). */
+  parseHeapMb?: number;
 }
 
 /** One file to ingest: from disk (path) or in memory (uploads). */
@@ -198,7 +206,7 @@ export class KnowledgeBases {
   /** Ingest files and folders from disk. */
   async ingest(name: string, paths: string[], opts: IngestOptions = {}): Promise<IngestSummary> {
     const { items, failures } = walkPaths(paths);
-    return this.ingestItems(name, items, opts, failures);
+    return this.ingestItems(name, items, { isolate: false, ...opts }, failures);
   }
 
   /** Ingest named items (paths or in-memory uploads); `preFailed` are listed in the summary as failed. */
@@ -259,7 +267,7 @@ export class KnowledgeBases {
       report(i, item.name);
       let r: FileSummary;
       try {
-        r = await this.ingestOne(kb, item, tags, embedder, opts.signal);
+        r = await this.ingestOne(kb, item, tags, embedder, opts);
         if (r.status !== "failed" && embedder && !kb.embedModel) kb = await this.get(name); // picked up dims
       } catch (err) {
         if (opts.signal?.aborted) {
@@ -306,8 +314,9 @@ export class KnowledgeBases {
     item: IngestItem,
     tags: string[],
     embedder: Embedder | undefined,
-    signal?: AbortSignal,
+    opts: IngestOptions,
   ): Promise<FileSummary> {
+    const signal = opts.signal;
     const bad = badNameReason(item.name);
     if (bad) return { file: item.name, status: "failed", chunks: 0, reason: bad };
     const bytes = await this.readItem(item);
@@ -323,7 +332,11 @@ export class KnowledgeBases {
       return { file: item.name, status: "unchanged", chunks: existing.chunkCount, pages: existing.pages };
     }
 
-    const parsed = await parseDocument(bytes, item.name, { maxBytes: this.config.ingest.maxFileBytes });
+    const parseOpts = { maxBytes: this.config.ingest.maxFileBytes };
+    const parsed =
+      (opts.isolate ?? true)
+        ? await parseDocumentIsolated(bytes, item.name, { ...parseOpts, maxHeapMb: opts.parseHeapMb })
+        : await parseDocument(bytes, item.name, parseOpts);
     const chunks = chunkDocument(parsed, {
       targetTokens: this.config.ingest.chunkTokens,
       overlapTokens: this.config.ingest.chunkOverlap,

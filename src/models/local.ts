@@ -27,7 +27,8 @@ let llamaPromise: Promise<Llama> | undefined;
 
 /** One llama.cpp runtime per process, GPU backend chosen automatically (CUDA, Vulkan, Metal, else CPU). */
 export function sharedLlama(): Promise<Llama> {
-  llamaPromise ??= getLlama({ gpu: "auto", logLevel: LlamaLogLevel.error }).catch((err) => {
+  // build: "never" — a missing prebuilt binary must be a clear error, not a silent hour-long compile from source.
+  llamaPromise ??= getLlama({ gpu: "auto", build: "never", logLevel: LlamaLogLevel.error }).catch((err) => {
     llamaPromise = undefined;
     throw new DajianError(
       "internal",

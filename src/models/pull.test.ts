@@ -200,6 +200,20 @@ describe("dajian pull", () => {
     expect(r.name).toBe("tiny");
   });
 
+  it("accepts catalog names: NAME[:QUANT] resolves to the catalog's hf: source through $HF_ENDPOINT", async () => {
+    const r = await pullModel({
+      ...base(),
+      env: { HF_ENDPOINT: origin },
+      ref: "qwen2.5-0.5b-instruct:Q8_0",
+      sha256: sha, // the local server serves a dajian-written GGUF, not the real Qwen file
+    });
+    expect(log[0].path).toMatch(/^\/Qwen\/Qwen2\.5-0\.5B-Instruct-GGUF\/resolve\/main\/.*q8_0\.gguf$/i);
+    expect(r.name).toBe("qwen2.5-0.5b-instruct");
+    await expect(pullModel({ ...base(), env: { HF_ENDPOINT: origin }, ref: "no-such-model" })).rejects.toThrow(
+      /catalog name/,
+    );
+  });
+
   it("honours HTTP_PROXY (a real forward proxy in the test)", async () => {
     const seenByProxy: string[] = [];
     const proxy = createServer((req, res) => {

@@ -12,6 +12,7 @@ import { noProgress, type ProgressFn } from "../core/progress.js";
 import { safeFetch } from "../core/outbound.js";
 import { readGgufHeader } from "../gguf/reader.js";
 import type { SqliteDb } from "../store/sqlite.js";
+import { resolveCatalogRef } from "./catalog.js";
 import { ModelRegistry, checkModelName, type ModelEntry } from "./registry.js";
 import type { FetchLike } from "./remote.js";
 
@@ -44,8 +45,8 @@ export function resolvePullRef(ref: string, env: NodeJS.ProcessEnv = process.env
   } catch {
     throw new DajianError(
       "invalid_input",
-      `"${ref}" is neither hf:ORG/REPO/FILE.gguf nor a URL`,
-      "for a file already on disk use `dajian models add NAME --gguf PATH`",
+      `"${ref}" is neither a catalog name, hf:ORG/REPO/FILE.gguf nor a URL`,
+      "see `dajian models catalog` for names; for a file already on disk use `dajian models add NAME --gguf PATH`",
     );
   }
   if (u.protocol !== "http:" && u.protocol !== "https:")
@@ -119,11 +120,13 @@ function parseContentRange(v: string | null): { start: number; total?: number } 
 
 export async function pullModel(o: PullOptions): Promise<PullResult> {
   const env = o.env ?? process.env;
-  const src = resolvePullRef(o.ref, env);
-  const want = o.sha256?.toLowerCase();
+  // Catalog names (`qwen2.5-0.5b-instruct`, `NAME:Q8_0`) resolve to their hf: source and known checksum.
+  const fromCatalog = o.ref.startsWith("hf:") || /^[a-z]+:\/\//i.test(o.ref) ? undefined : resolveCatalogRef(o.ref);
+  const src = resolvePullRef(fromCatalog?.url ?? o.ref, env);
+  const want = (o.sha256 ?? fromCatalog?.sha256)?.toLowerCase();
   if (want !== undefined && !/^[0-9a-f]{64}$/.test(want))
     throw new DajianError("invalid_input", "--sha256 must be 64 hex digits", "copy the SHA-256 from the model page");
-  const name = o.name ?? defaultModelName(src.fileName);
+  const name = o.name ?? fromCatalog?.name ?? defaultModelName(src.fileName);
   checkModelName(name);
   const registry = new ModelRegistry(o.db, o.home, env);
   const existing = registry.get(name);

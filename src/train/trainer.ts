@@ -96,9 +96,12 @@ export class LlamaTrainer {
     const { seq: T, batch: B } = hyper;
     this.V = config.vocabSize;
     const nParams = llamaTensorShapes(config).reduce((a, s) => a + s.dims.reduce((x, y) => x * y, 1), 0);
-    // params + grads + 2 moments, activations (generous per-token estimate), one-hot targets
-    const act = T * B * (config.layers * (12 * config.dim + 4 * config.ffn + 3 * config.heads * T) + 4 * this.V);
-    const memBytes = Math.ceil((nParams * 4 + act * 3) * 4 * 1.2) + (64 << 20);
+    // Arena: params + grads + 2 moments, one-hot targets, forward activations (per token and layer: projections,
+    // norms, FFN, T×heads attention scores in several stages; logits/softmax per token) and 3× that for backward —
+    // the budget Graph.backward() checks. Over-reserving is cheap: untouched pages never become resident.
+    const perTok = config.layers * (16 * config.dim + 6 * config.ffn + 6 * config.heads * T) + 6 * this.V;
+    const actBytes = T * B * perTok * 4;
+    const memBytes = Math.ceil(nParams * 16 + this.V * T * B * 4 + actBytes * 4 * 1.2) + (64 << 20);
     this.ctx = engine.context({ memBytes });
     this.weights = createLlamaWeights(this.ctx, config, init ?? initLlamaWeights(config, hyper.seed ?? 1));
     this.params = [...this.weights.tensors.values()];

@@ -8,7 +8,9 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { smallChunkConfig, writePolicies } from "../../index/fixtures.test-helper.js";
+import { loadConfig } from "../../core/config.js";
 import { KnowledgeBases } from "../../index/kb.js";
+import { Security } from "../../security/service.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 let dir: string;
@@ -146,8 +148,28 @@ describe("dajian kb / ingest / docs / search", () => {
     expect(nothing.code).toBe(1); // nothing could be ingested
     expect(nothing.stdout).toMatch(/failed {2}empty.txt: empty file/);
 
+    // A grant on the KB must not survive its deletion (a new KB with the same name would inherit it).
+    const sec = Security.open(home, { ...loadConfig(home), redisUrl: undefined });
+    sec.acl.grant({ subjectKind: "user", subjectId: "u_test", kb: "hr", document: "", action: "read" });
+    await sec.close();
     expect((await run(["kb", "delete", "hr"])).code).toBe(0);
     expect(JSON.parse((await run(["kb", "list", "--json"])).stdout)).toEqual([]);
+
+    // CLI changes land in the audit hash chain, which still verifies.
+    const sec2 = Security.open(home, { ...loadConfig(home), redisUrl: undefined });
+    try {
+      expect(sec2.acl.list({ kb: "hr" })).toEqual([]);
+      const entries = sec2.audit.list({ limit: 1000 }).filter((e) => e.actor === "local");
+      const seen = entries.map((e) => `${e.action} ${e.target}`);
+      expect(seen).toContain("kb.create kb:hr");
+      expect(seen).toContain("document.ingest hr");
+      expect(seen).toContain("document.delete hr/policies/handbook.md");
+      expect(seen).toContain("kb.delete kb:hr");
+      expect(entries.find((e) => e.action === "document.ingest")?.detail).toMatchObject({ added: 3 });
+      expect(sec2.audit.verify()).toMatchObject({ ok: true });
+    } finally {
+      await sec2.close();
+    }
   }, 600_000);
 });
 

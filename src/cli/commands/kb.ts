@@ -7,7 +7,9 @@ import { DajianError, errorLine } from "../../core/errors.js";
 import { terminalProgress } from "../../core/progress.js";
 import { KnowledgeBases, type IngestSummary } from "../../index/kb.js";
 import type { SearchOptions, SearchResult } from "../../index/types.js";
+import { LOCAL_PRINCIPAL } from "../../security/types.js";
 import { action, homeOf, printJson, printTable, withHome } from "../util.js";
+import { withSecurity } from "./keys.js";
 
 export async function withKbs<T>(cmd: Command, fn: (kbs: KnowledgeBases) => Promise<T>): Promise<T> {
   const kbs = new KnowledgeBases(homeOf(cmd));
@@ -16,6 +18,11 @@ export async function withKbs<T>(cmd: Command, fn: (kbs: KnowledgeBases) => Prom
   } finally {
     await kbs.close();
   }
+}
+
+/** Record a CLI change in the same audit hash chain the server writes to (actor "local"). */
+function audit(cmd: Command, action: string, target: string, detail?: Record<string, unknown>): Promise<void> {
+  return withSecurity(cmd, (sec) => sec.record(LOCAL_PRINCIPAL, action, target, true, detail));
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -79,6 +86,7 @@ export function registerKb(program: Command): void {
     action(async (name: string, _o: unknown, cmd: Command) => {
       await withKbs(cmd, async (kbs) => {
         await kbs.create(name);
+        await audit(cmd, "kb.create", `kb:${name}`);
         process.stdout.write(`created knowledge base ${name} — add documents with \`dajian ingest ${name} PATH\`\n`);
       });
     }),
@@ -105,6 +113,8 @@ export function registerKb(program: Command): void {
     action(async (name: string, _o: unknown, cmd: Command) => {
       await withKbs(cmd, async (kbs) => {
         await kbs.delete(name);
+        // Drop the KB's grants (and audit), as the server does, so a new KB with this name inherits nothing.
+        await withSecurity(cmd, (sec) => sec.onKbDeleted(LOCAL_PRINCIPAL, name));
         process.stdout.write(`deleted knowledge base ${name}\n`);
       });
     }),
@@ -115,10 +125,11 @@ export function registerKb(program: Command): void {
       .command("ingest <name> <paths...>")
       .description("add files and folders to a knowledge base (unchanged files are skipped)")
       .option("--tag <tag>", "tag the ingested documents (repeatable)", collect)
+      .option("--isolate", "parse each file in a worker with a memory cap and hard deadline (untrusted files)")
       .option("--json", "print the per-file summary as JSON"),
   ).action(
     action(async (name: string, paths: string[], _o: unknown, cmd: Command) => {
-      const o = cmd.opts() as { tag?: string[]; json?: boolean };
+      const o = cmd.opts() as { tag?: string[]; isolate?: boolean; json?: boolean };
       await withKbs(cmd, async (kbs) => {
         const progress = terminalProgress();
         const ac = new AbortController();
@@ -126,11 +137,21 @@ export function registerKb(program: Command): void {
         process.once("SIGINT", onSigint);
         let s: IngestSummary;
         try {
-          s = await kbs.ingest(name, paths, { tags: o.tag, onProgress: progress, signal: ac.signal });
+          s = await kbs.ingest(name, paths, {
+            tags: o.tag,
+            isolate: o.isolate === true,
+            onProgress: progress,
+            signal: ac.signal,
+          });
         } finally {
           process.off("SIGINT", onSigint);
           progress.end();
         }
+        await audit(cmd, "document.ingest", name, {
+          added: s.added,
+          updated: s.updated,
+          failed: s.failed,
+        });
         if (o.json) printJson(s);
         else printSummary(s);
         // Exit code ≠ 0 only if nothing could be ingested.
@@ -157,6 +178,7 @@ export function registerKb(program: Command): void {
             );
           }
           const r = await kbs.removeDocument(more[0], more[1]);
+          await audit(cmd, "document.delete", `${more[0]}/${r.document}`);
           if (o.json) printJson({ removed: r.document, chunks: r.chunks });
           else process.stdout.write(`removed ${r.document} (${r.chunks} chunks) from ${more[0]}\n`);
           return;
