@@ -123,17 +123,29 @@ export class LocalEmbedder implements Embedder {
   }>;
   private model?: { dispose(): Promise<void> };
 
-  constructor(private readonly modelPath: string) {
+  /** `threads`: llama.cpp threads (default: node-llama-cpp's choice); 1 keeps it usable on a busy machine. */
+  constructor(
+    private readonly modelPath: string,
+    private readonly opts: { threads?: number } = {},
+  ) {
     this.name = `local:${modelPath}`;
   }
 
   private context() {
     this.ctx ??= (async () => {
       const { getLlama } = await import("node-llama-cpp");
-      const llama = await getLlama();
+      // build: "never" — a missing prebuilt binary is an error to report, never a silent multi-minute compile.
+      const llama = await getLlama({ build: "never" }).catch((err: unknown) => {
+        throw new DajianError(
+          "unsupported",
+          `no prebuilt llama.cpp binary for this platform (${String(err).split("\n")[0]})`,
+          'use an OpenAI-compatible embedding endpoint (embedding.provider "openai") on this machine',
+          { cause: err },
+        );
+      });
       const model = await llama.loadModel({ modelPath: this.modelPath });
       this.model = model;
-      return model.createEmbeddingContext();
+      return model.createEmbeddingContext({ threads: this.opts.threads });
     })();
     return this.ctx;
   }

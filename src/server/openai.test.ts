@@ -115,7 +115,10 @@ describe("OpenAI SDK: chat completions", () => {
       temperature: 0,
       stop: [stopCh],
     });
-    expect(r.choices[0].message.content).toBe(cut);
+    // A byte-level model can emit half a UTF-8 character just before the stop; an incomplete trailing fragment
+    // (U+FFFD) is not part of the contract either way.
+    const noFragment = (t: string) => t.replace(/\ufffd+$/, "");
+    expect(noFragment(r.choices[0].message.content!)).toBe(noFragment(cut));
     expect(r.choices[0].finish_reason).toBe("stop");
     const short = await client.chat.completions.create({ model: "tiny", messages: ask, max_tokens: 3, temperature: 0 });
     expect(short.usage!.completion_tokens).toBeLessThanOrEqual(3);
