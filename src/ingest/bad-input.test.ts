@@ -3,7 +3,7 @@ import { crc32, deflateRawSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { DajianError } from "../core/errors.js";
 import { makeDocx, makePdf } from "./fixtures.js";
-import { chunkDocument, detectFormat, parseDocument } from "./index.js";
+import { chunkDocument, detectFormat, parseDocument, parseDocumentIsolated } from "./index.js";
 
 interface ZipEntry {
   name: string;
@@ -182,6 +182,14 @@ describe("bad input", () => {
     const chunks = chunkDocument(doc, { targetTokens: 400, overlapTokens: 60 });
     expect(chunks.length).toBeGreaterThan(1000);
     expect(chunks[chunks.length - 1].text.endsWith("tok399999")).toBe(true);
+  });
+
+  it("200k short wrapped lines re-join in linear time (isolated, so a regression fails instead of hanging)", async () => {
+    const text = Array.from({ length: 200_000 }, (_, i) => `line ${i} 内容`).join("\n"); // one 3 MB paragraph
+    const doc = await parseDocumentIsolated(Buffer.from(text), "lines.txt", { timeoutMs: 30_000 });
+    expect(doc.blocks).toHaveLength(1);
+    expect(doc.blocks[0].text.startsWith("line 0 内容 line 1")).toBe(true);
+    expect(doc.blocks[0].text.endsWith("line 199999 内容")).toBe(true);
   });
 
   it("deeply nested HTML does not overflow the stack", async () => {

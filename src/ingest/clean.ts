@@ -13,31 +13,38 @@ export function isListLine(line: string): boolean {
  * without a space; everything else with one space.
  */
 export function joinLines(lines: string[]): string {
-  let out = "";
+  // Built as parts + join: indexing the tail of a growing `+=` string flattens V8's rope on every line,
+  // which made a 200k-line paragraph quadratic (minutes). `tail` is the last part, edited in place.
+  const parts: string[] = [];
   for (const raw of lines) {
     const line = raw.trim();
     if (line === "") continue;
-    if (out === "") {
-      out = line;
+    if (parts.length === 0) {
+      parts.push(line);
       continue;
     }
-    const prev = out[out.length - 1];
+    const tail = parts[parts.length - 1];
+    const prev = tail[tail.length - 1];
     const next = line[0];
-    if (prev === "-" && /[A-Za-z]/.test(out[out.length - 2] ?? "") && /[a-z]/.test(next)) {
-      out = out.slice(0, -1) + line; // hyphenated line break
+    if (prev === "-" && /[A-Za-z]/.test(tail[tail.length - 2] ?? "") && /[a-z]/.test(next)) {
+      parts[parts.length - 1] = tail.slice(0, -1); // hyphenated line break
+      parts.push(line);
     } else if (prev === "\u00ad") {
-      out = out.slice(0, -1) + line; // soft hyphen
+      parts[parts.length - 1] = tail.slice(0, -1); // soft hyphen
+      if (parts[parts.length - 1] === "") parts.pop();
+      parts.push(line);
     } else if (isCjk(prev) || isCjk(next)) {
       // No space between CJK and CJK or CJK punctuation; keep one between CJK and Latin words.
-      out +=
+      parts.push(
         (isCjk(prev) && isCjk(next)) || /[，。！？；：、）》」』”]/.test(next) || /[（《「『“]/.test(prev)
           ? line
-          : " " + line;
+          : " " + line,
+      );
     } else {
-      out += " " + line;
+      parts.push(" " + line);
     }
   }
-  return out;
+  return parts.join("");
 }
 
 /** "3", "- 3 -", "Page 3", "Page 3 of 10", "3 / 10", "第 3 页", "第3页 共10页", "iv". */
