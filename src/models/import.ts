@@ -142,6 +142,32 @@ export async function sha256File(path: string, onProgress: ProgressFn = noProgre
   return hash.digest("hex");
 }
 
+/** The manifest written beside an imported or exported GGUF (one shape for both directions). */
+function buildManifest(
+  name: string,
+  dst: string,
+  sha256: string,
+  summary: GgufSummary,
+  source: string | undefined,
+): ModelManifest {
+  return {
+    format: MANIFEST_FORMAT,
+    name,
+    file: basename(dst),
+    sha256,
+    sizeBytes: statSync(dst).size,
+    architecture: summary.architecture,
+    quantization: summary.quantization,
+    contextLength: summary.contextLength,
+    parameters: summary.parameters,
+    chatTemplate: summary.chatTemplate,
+    modelName: summary.modelName,
+    source,
+    createdAt: new Date().toISOString(),
+    dajianVersion: VERSION,
+  };
+}
+
 function defaultName(summary: GgufSummary, file: string): string {
   const raw = (summary.modelName || basename(file).replace(/\.gguf$/i, "")).toLowerCase();
   const clean = raw
@@ -250,22 +276,7 @@ export async function importModel(home: string, src: string, opts: ImportOptions
         `SHA-256 of ${fileName} is ${sha256}, manifest says ${expected.sha256}`,
         "the file was altered or damaged in transit; copy it again",
       );
-    const manifest: ModelManifest = {
-      format: MANIFEST_FORMAT,
-      name,
-      file: fileName,
-      sha256,
-      sizeBytes: statSync(dst).size,
-      architecture: summary.architecture,
-      quantization: summary.quantization,
-      contextLength: summary.contextLength,
-      parameters: summary.parameters,
-      chatTemplate: summary.chatTemplate,
-      modelName: summary.modelName,
-      source: expected?.source ?? `import:${file}`,
-      createdAt: new Date().toISOString(),
-      dajianVersion: VERSION,
-    };
+    const manifest = buildManifest(name, dst, sha256, summary, expected?.source ?? `import:${file}`);
     writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
     registerImportedModel(home, name, dst, sha256, manifest.source!);
     return { name, path: dst, manifest };
@@ -318,22 +329,7 @@ export async function exportModel(
       "the local file changed or is damaged; pull or import it again",
     );
   }
-  const manifest: ModelManifest = {
-    format: MANIFEST_FORMAT,
-    name,
-    file: fileName,
-    sha256,
-    sizeBytes: statSync(dst).size,
-    architecture: summary.architecture,
-    quantization: summary.quantization,
-    contextLength: summary.contextLength,
-    parameters: summary.parameters,
-    chatTemplate: summary.chatTemplate,
-    modelName: summary.modelName,
-    source: entry.source,
-    createdAt: new Date().toISOString(),
-    dajianVersion: VERSION,
-  };
+  const manifest = buildManifest(name, dst, sha256, summary, entry.source);
   // manifest last: a folder without one is visibly incomplete and `import` refuses it
   writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
   return { dir, manifest };
