@@ -69,12 +69,27 @@ export function loadLlamaWeights(ctx: Context, path: string): LlamaWeights {
   }
 }
 
+export interface ForwardOptions {
+  /** Replaces `mul_mat(weight, x)` for the per-layer projections (q, k, v, o, gate, up, down); `name` is the GGUF name. */
+  linear?: (name: string, weight: Tensor, x: Tensor) => Tensor;
+}
+
 /**
  * Build logits [vocab, T, B] for token ids [T, B] (B sequences, positions 0..T-1 each). Returns the logits and the
  * token input tensor, so a caller can refill it and recompute.
  */
-export function buildLlamaForward(ctx: Context, w: LlamaWeights, T: number, B = 1): { tokens: Tensor; logits: Tensor } {
+export function buildLlamaForward(
+  ctx: Context,
+  w: LlamaWeights,
+  T: number,
+  B = 1,
+  opts: ForwardOptions = {},
+): { tokens: Tensor; logits: Tensor } {
   const c = w.config;
+  // Every projection goes through `linear`, so LoRA (or any adapter) can add its low-rank path without a second
+  // copy of the architecture.
+  const mm = (name: string, x: Tensor): Tensor =>
+    opts.linear ? opts.linear(name, W(name), x) : ctx.mulMat(W(name), x);
   const hd = c.dim / c.heads;
   const W = (n: string): Tensor => {
     const t = w.tensors.get(n);
@@ -91,9 +106,9 @@ export function buildLlamaForward(ctx: Context, w: LlamaWeights, T: number, B = 
   for (let l = 0; l < c.layers; l++) {
     const p = `blk.${l}.`;
     const h = norm(x, W(`${p}attn_norm.weight`));
-    let q = ctx.reshape(ctx.mulMat(W(`${p}attn_q.weight`), h), [hd, c.heads, T, B]);
-    let k = ctx.reshape(ctx.mulMat(W(`${p}attn_k.weight`), h), [hd, c.kvHeads, T, B]);
-    const v = ctx.reshape(ctx.mulMat(W(`${p}attn_v.weight`), h), [hd, c.kvHeads, T, B]);
+    let q = ctx.reshape(mm(`${p}attn_q.weight`, h), [hd, c.heads, T, B]);
+    let k = ctx.reshape(mm(`${p}attn_k.weight`, h), [hd, c.kvHeads, T, B]);
+    const v = ctx.reshape(mm(`${p}attn_v.weight`, h), [hd, c.kvHeads, T, B]);
     q = ctx.rope(q, pos, hd, { freqBase: c.ropeTheta, nCtxOrig: c.contextLength });
     k = ctx.rope(k, pos, hd, { freqBase: c.ropeTheta, nCtxOrig: c.contextLength });
     const qh = ctx.permute(q, [0, 2, 1, 3]); // [hd, T, H, B]
@@ -116,10 +131,10 @@ export function buildLlamaForward(ctx: Context, w: LlamaWeights, T: number, B = 
     const vt = expand(ctx.cont(ctx.permute(v, [1, 2, 0, 3])), T * hd); // [T, hd, KV|H, B]
     const att = ctx.mulMat(vt, probs); // [hd, T, H, B]
     const merged = ctx.reshape(ctx.cont(ctx.permute(att, [0, 2, 1, 3])), [hd * c.heads, T, B]);
-    x = ctx.add(x, ctx.mulMat(W(`${p}attn_output.weight`), merged));
+    x = ctx.add(x, mm(`${p}attn_output.weight`, merged));
     const h2 = norm(x, W(`${p}ffn_norm.weight`));
-    const ff = ctx.swiglu(ctx.mulMat(W(`${p}ffn_gate.weight`), h2), ctx.mulMat(W(`${p}ffn_up.weight`), h2));
-    x = ctx.add(x, ctx.mulMat(W(`${p}ffn_down.weight`), ff));
+    const ff = ctx.swiglu(mm(`${p}ffn_gate.weight`, h2), mm(`${p}ffn_up.weight`, h2));
+    x = ctx.add(x, mm(`${p}ffn_down.weight`, ff));
   }
   x = norm(x, W("output_norm.weight"));
   const logits = ctx.mulMat(W(c.tiedEmbeddings ? "token_embd.weight" : "output.weight"), x);
