@@ -15,6 +15,7 @@
 import type { Statement } from "better-sqlite3";
 import type { SqliteDb } from "../store/sqlite.js";
 import { DajianError } from "../core/errors.js";
+import type { Chunk } from "../ingest/types.js";
 
 export interface KbRecord {
   id: number;
@@ -53,16 +54,8 @@ export interface DocumentRecord {
 
 export type NewDocument = Omit<DocumentRecord, "id" | "kbId" | "chunkCount" | "createdAt" | "updatedAt">;
 
-export interface NewChunk {
-  ordinal: number;
-  text: string;
-  page?: number;
-  pageEnd?: number;
-  headingPath: string[];
-  charStart: number;
-  charEnd: number;
-  tokens: number;
-  kind: "text" | "table";
+/** A chunk as the chunker made it, plus what the index needs. */
+export interface NewChunk extends Chunk {
   /** Analysed terms of the text and of the heading path (space-joined into the keyword index). */
   terms: string[];
   headTerms: string[];
