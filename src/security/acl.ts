@@ -3,6 +3,7 @@
 // document *restricted*: only those granted (and KB managers) may read it; everyone else's retrieval never sees it.
 import { DajianError } from "../core/errors.js";
 import type { SqliteDb } from "../store/sqlite.js";
+import { Lru } from "./lru.js";
 import { EVERYONE } from "./users.js";
 import {
   KB_ACTIONS,
@@ -50,20 +51,36 @@ function inScope(list: string[] | undefined, name: string): boolean {
   return list === undefined || list.includes(name);
 }
 
+/** What one principal may do on one knowledge base; `hidden`/`filter` are filled on first use (null = no filter). */
+interface KbEntry {
+  level: number;
+  hidden?: Set<string>;
+  filter?: ((documentId: string) => boolean) | null;
+}
+
 /** Changes whenever anything in the database may have changed (see Security.version). */
 export type VersionFn = () => string;
 
-function principalKey(p: Principal): string {
-  const a = p as AuthedPrincipal;
-  return `${p.kind}|${p.id}|${p.role}|${p.groups.join(",")}|${a.userId ?? ""}|${a.scope?.kbs?.join(",") ?? "*"}`;
+// Principals are never mutated after authentication (cached key principals are shared between requests), so the
+// cache key of one is computed once per object.
+const principalKeys = new WeakMap<Principal, string>();
+
+/** Everything about a principal that permission and limit answers depend on, as one string. */
+export function principalKey(p: Principal): string {
+  let k = principalKeys.get(p);
+  if (k === undefined) {
+    const a = p as AuthedPrincipal;
+    k = `${p.kind}|${p.id}|${p.role}|${p.groups.join(",")}|${a.userId ?? ""}|${a.scope?.kbs?.join(",") ?? "*"}`;
+    principalKeys.set(p, k);
+  }
+  return k;
 }
 
 export class Acl {
   // Per-request permission answers are memoised until the database changes (any writer, any process), so the
   // hot path is a version check and two map lookups.
   private memoVersion = "";
-  private readonly levels = new Map<string, number>();
-  private readonly hidden = new Map<string, Set<string>>();
+  private readonly entries = new Lru<string, KbEntry>(50_000);
 
   constructor(
     private readonly db: SqliteDb,
@@ -74,10 +91,9 @@ export class Acl {
   private fresh(): void {
     if (!this.version) return;
     const v = this.version();
-    if (v !== this.memoVersion || this.levels.size > 50_000) {
+    if (v !== this.memoVersion) {
       this.memoVersion = v;
-      this.levels.clear();
-      this.hidden.clear();
+      this.entries.clear();
     }
   }
 
@@ -135,12 +151,17 @@ export class Acl {
 
   /** 0 = none, 1 read, 2 write, 3 manage — on the knowledge base as a whole. */
   kbLevel(p: Principal, kb: string): number {
-    if (!this.version) return this.computeLevel(p, kb);
+    return this.entry(p, kb).level;
+  }
+
+  /** The memoised answers for one principal on one knowledge base (one map lookup per question). */
+  private entry(p: Principal, kb: string): KbEntry {
+    if (!this.version) return { level: this.computeLevel(p, kb) };
     this.fresh();
     const k = `${principalKey(p)}#${kb}`;
-    let v = this.levels.get(k);
-    if (v === undefined) this.levels.set(k, (v = this.computeLevel(p, kb)));
-    return v;
+    let e = this.entries.get(k);
+    if (e === undefined) this.entries.set(k, (e = { level: this.computeLevel(p, kb) }));
+    return e;
   }
 
   private computeLevel(p: Principal, kb: string): number {
@@ -162,13 +183,8 @@ export class Acl {
   }
 
   /** Hidden documents as both the names they were granted under and the ids retrieval uses. */
-  private hiddenIds(p: Principal, kb: string): Set<string> {
-    if (!this.version) return this.computeHidden(p, kb);
-    this.fresh();
-    const k = `${principalKey(p)}#${kb}`;
-    let v = this.hidden.get(k);
-    if (v === undefined) this.hidden.set(k, (v = this.computeHidden(p, kb)));
-    return v;
+  private hiddenIds(p: Principal, kb: string, e = this.entry(p, kb)): Set<string> {
+    return (e.hidden ??= this.computeHidden(p, kb));
   }
 
   private computeHidden(p: Principal, kb: string): Set<string> {
@@ -230,12 +246,16 @@ export class Acl {
    * A principal without read on the KB gets a filter that admits nothing (defence in depth: authorize() denies first).
    */
   allowDocumentFor(p: Principal, kb: string): ((documentId: string) => boolean) | undefined {
-    const level = this.kbLevel(p, kb);
-    if (level < 1) return () => false;
-    if (level >= 3) return undefined;
-    const ids = this.hiddenIds(p, kb);
-    if (ids.size === 0) return undefined;
-    return (documentId) => !ids.has(documentId);
+    const e = this.entry(p, kb);
+    if (e.filter !== undefined) return e.filter ?? undefined;
+    let f: ((documentId: string) => boolean) | null = null;
+    if (e.level < 1) f = () => false;
+    else if (e.level < 3) {
+      const ids = this.hiddenIds(p, kb, e);
+      if (ids.size > 0) f = (documentId) => !ids.has(documentId);
+    }
+    e.filter = f;
+    return f ?? undefined;
   }
 
   /** The knowledge bases among `kbs` that `p` may read. */

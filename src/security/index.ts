@@ -7,3 +7,4 @@ export { Keys, parseExpires, hashKey, type KeyInfo, type CreatedKey } from "./ke
 export { MemoryLimitStore, RedisLimitStore, type LimitStore, type LimitCheck } from "./limits.js";
 export { hashPassword, verifyPassword } from "./password.js";
 export { Users, EVERYONE, type User } from "./users.js";
+export { OidcLogin, oidcSettings, roleFor, type OidcConfig } from "./oidc.js";

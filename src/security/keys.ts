@@ -1,5 +1,6 @@
 // API keys: 256-bit random secrets shown once, stored only as SHA-256 (a fast hash is right for high-entropy keys;
 // lookup is by hash, so timing reveals nothing about stored keys; the final compare is constant-time).
+import * as nodeCrypto from "node:crypto";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { DajianError } from "../core/errors.js";
 import type { SqliteDb } from "../store/sqlite.js";
@@ -64,8 +65,12 @@ export function keyInfo(r: KeyRow): KeyInfo {
   };
 }
 
+// crypto.hash (Node ≥ 20.12) is the one-shot form: no Hash object per request. Looked up, not imported by name, so
+// older Node 20 releases still load this module.
+const oneShotHash = (nodeCrypto as { hash?: (alg: string, data: string, enc: "hex") => string }).hash;
+
 export function hashKey(key: string): string {
-  return createHash("sha256").update(key).digest("hex");
+  return oneShotHash ? oneShotHash("sha256", key, "hex") : createHash("sha256").update(key).digest("hex");
 }
 
 /** "30d", "12h", "90m", "1y" or an ISO date → epoch ms. */
@@ -118,10 +123,14 @@ export interface NewKey {
 export class Keys {
   private readonly byHash;
   private readonly touch;
+  /** Key id → when it was last used, not yet written. */
+  private readonly used = new Map<string, number>();
 
   constructor(private readonly db: SqliteDb) {
     this.byHash = db.prepare("SELECT * FROM sec_keys WHERE hash = ?");
-    this.touch = db.prepare("UPDATE sec_keys SET last_used_at = ? WHERE id = ?");
+    this.touch = db.prepare(
+      "UPDATE sec_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+    );
   }
 
   create(k: NewKey): CreatedKey {
@@ -193,8 +202,24 @@ export class Keys {
     if (!r) return null;
     if (!timingSafeEqual(Buffer.from(r.hash, "hex"), Buffer.from(h, "hex"))) return null;
     if (r.revoked_at !== null || (r.expires_at !== null && r.expires_at <= now)) return null;
-    // last_used_at is advisory: write it at most once a minute per key to keep the hot path read-only.
-    if (r.last_used_at === null || now - r.last_used_at > 60_000) this.touch.run(now, r.id);
+    this.noteUse(r.id, now);
     return r;
+  }
+
+  /**
+   * Remember that a key was used. last_used_at is advisory, so it is written later, in one transaction for all
+   * keys (`flushUse`, about once a minute): a request never waits on a write.
+   */
+  noteUse(id: string, now = Date.now()): void {
+    this.used.set(id, now);
+  }
+
+  flushUse(): void {
+    if (this.used.size === 0) return;
+    const batch = [...this.used];
+    this.used.clear();
+    this.db.transaction(() => {
+      for (const [id, t] of batch) this.touch.run(t, id, t);
+    })();
   }
 }

@@ -272,3 +272,26 @@ describe("audit log", () => {
     db.close();
   });
 });
+
+describe("key use on the hot path", () => {
+  it("records last use without writing per request; a revocation from another connection applies at once", async () => {
+    const k = await sec.createKey(LOCAL_PRINCIPAL, { name: "hot", role: "member" });
+    const changes = () => sec.db.prepare("SELECT total_changes()").pluck().get() as number;
+    expect(sec.principalForKey(k.key)?.id).toBe(k.id);
+    const before = changes();
+    for (let i = 0; i < 100; i++) expect(sec.principalForKey(k.key)?.id).toBe(k.id);
+    expect(changes()).toBe(before); // 100 authentications, not one write
+    expect(sec.keys.get(k.id).lastUsedAt).toBeNull();
+    sec.flushKeyUse();
+    expect(Date.parse(sec.keys.get(k.id).lastUsedAt!)).toBeGreaterThan(Date.now() - 60_000);
+
+    // the CLI (another connection on the same home dir) revokes it while this one has it cached
+    const cli = Security.open(home, DEFAULT_CONFIG);
+    try {
+      cli.revokeKey(LOCAL_PRINCIPAL, k.id);
+    } finally {
+      await cli.close();
+    }
+    expect(sec.principalForKey(k.key)).toBeNull();
+  });
+});

@@ -5,8 +5,10 @@ import { join } from "node:path";
 import { Redis as RedisCtor } from "ioredis";
 import type { DajianConfig } from "../core/config.js";
 import { DajianError } from "../core/errors.js";
+import { log } from "../core/log.js";
 import { openHomeDb, type SqliteDb } from "../store/sqlite.js";
-import { Acl, type DocumentResolver, type Grant, type SubjectKind } from "./acl.js";
+import { Acl, principalKey, type DocumentResolver, type Grant, type SubjectKind } from "./acl.js";
+import { Lru } from "./lru.js";
 import { AuditLog, type AuditEvent } from "./audit.js";
 import { ROLE_RANK, checkRole } from "./ids.js";
 import {
@@ -65,6 +67,12 @@ export interface UsageLease {
   readonly reserved: number;
 }
 
+/** Limits of every subject a principal counts against (key, user, groups), and its requests-per-minute checks. */
+interface SubjectLimits {
+  subjects: { subject: string; limits: Limits }[];
+  rpm: LimitCheck[];
+}
+
 const ROLE_NAME = (p: Principal) => (p.kind === "local" ? "local" : `${p.kind}:${p.name}`);
 
 function startOfNextUtcDay(now: number): number {
@@ -86,10 +94,18 @@ export class Security {
   readonly settings: SecurityConfig;
   private readonly ownsDb: boolean;
   private readonly limitRows;
-  private readonly versionStmt;
+  private readonly dataVersionStmt;
+  private readonly totalChangesStmt;
+  /** data_version as last read, and whether that read belongs to the current event-loop turn. */
+  private dataVersion = -1;
+  private dataVersionFresh = false;
   private cacheVersion = "";
-  private readonly keyCache = new Map<string, { p: AuthedPrincipal; expiresAt: number | null; touched: number }>();
-  private readonly limitCache = new Map<string, { subject: string; limits: Limits }[]>();
+  private readonly useTimer: NodeJS.Timeout;
+  /** Verified keys by their SHA-256 (never by the secret itself); bounded LRU, flushed on any DB change. */
+  private readonly keyCache = new Lru<string, { p: AuthedPrincipal; expiresAt: number | null; touched: number }>(
+    10_000,
+  );
+  private readonly limitCache = new Lru<string, SubjectLimits>(10_000);
 
   constructor(
     readonly home: string,
@@ -99,13 +115,15 @@ export class Security {
   ) {
     this.ownsDb = !opts.db;
     this.settings = securityConfig(config);
-    this.versionStmt = db.prepare("SELECT total_changes() AS t, (SELECT data_version FROM pragma_data_version) AS v");
+    this.dataVersionStmt = db.prepare("PRAGMA data_version").pluck();
+    this.totalChangesStmt = db.prepare("SELECT total_changes()").pluck();
     this.users = new Users(db);
     this.acl = new Acl(db, opts.resolveDocument, () => this.version());
     this.keys = new Keys(db);
     this.sessions = new Sessions(db, { ...DEFAULT_LOGIN_POLICY, ...this.settings.login });
     this.audit = new AuditLog(db, join(home, "audit.head"), this.settings.auditPrompts === true);
     this.limits = opts.limitStore ?? (config.redisUrl ? redisStore(config.redisUrl) : new MemoryLimitStore());
+    this.useTimer = setInterval(() => this.flushKeyUse(), 60_000).unref();
     this.limitRows = db.prepare(
       "SELECT subject_kind, subject_id, limits FROM sec_limits WHERE subject_kind = ? AND subject_id = ?",
     );
@@ -115,7 +133,18 @@ export class Security {
     return new Security(home, config, opts.db ?? openHomeDb(home), opts);
   }
 
+  /** Write pending last-used times now (the timer does it about once a minute; close() does it at the end). */
+  flushKeyUse(): void {
+    try {
+      this.keys.flushUse();
+    } catch (err) {
+      log.warn("could not record key last-used times", { err: String(err) }); // advisory: never fail a request
+    }
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.useTimer);
+    this.flushKeyUse();
     await this.limits.close();
     if (this.ownsDb) this.db.close();
   }
@@ -124,15 +153,31 @@ export class Security {
    * A token that changes whenever the database may have changed: data_version moves when another connection (the
    * CLI, another server process, the KB store) commits; total_changes when this one writes. Caches keyed on it
    * make revocations and grant changes apply on the very next request without re-reading everything per request.
+   * total_changes is read on every call (it costs nothing: no file access); data_version needs a read lock on the
+   * WAL (~8 µs), so it is read once per event-loop turn, and afresh by `refresh()` at the start of every
+   * authenticated request — a commit made before a request arrives is always seen by that request.
    */
   version(): string {
-    const r = this.versionStmt.get() as { t: number; v: number };
-    return `${r.v}:${r.t}`;
+    if (!this.dataVersionFresh) this.readDataVersion();
+    return `${this.dataVersion}:${this.totalChangesStmt.get() as number}`;
+  }
+
+  /** Re-read data_version now (start of a request: another process may have just revoked a key). */
+  refresh(): void {
+    this.readDataVersion();
+  }
+
+  private readDataVersion(): void {
+    this.dataVersion = this.dataVersionStmt.get() as number;
+    if (!this.dataVersionFresh) {
+      this.dataVersionFresh = true;
+      setImmediate(() => (this.dataVersionFresh = false)).unref();
+    }
   }
 
   private freshCaches(): void {
     const v = this.version();
-    if (v !== this.cacheVersion || this.keyCache.size > 10_000 || this.limitCache.size > 10_000) {
+    if (v !== this.cacheVersion) {
       this.cacheVersion = v;
       this.keyCache.clear();
       this.limitCache.clear();
@@ -144,16 +189,21 @@ export class Security {
   /** Principal for a presented API key, or null when unknown/revoked/expired (or its user is disabled). */
   principalForKey(presented: string): AuthedPrincipal | null {
     if (!presented.startsWith(KEY_PREFIX) || presented.length > 200) return null;
+    this.refresh();
     this.freshCaches();
     const h = hashKey(presented);
     const now = Date.now();
     const c = this.keyCache.get(h);
-    if (c && (c.expiresAt === null || c.expiresAt > now) && now - c.touched < 60_000) return c.p;
+    if (c && (c.expiresAt === null || c.expiresAt > now)) {
+      if (now - c.touched >= 60_000) {
+        c.touched = now;
+        this.keys.noteUse(c.p.id, now);
+      }
+      return c.p;
+    }
     const r = this.keys.verify(presented, now);
     const p = r ? this.keyPrincipal(r) : null;
     if (r && p) this.keyCache.set(h, { p, expiresAt: r.expires_at, touched: now });
-    // verify() may have written last_used_at: re-read the version so this write does not flush the cache we just filled
-    this.cacheVersion = this.version();
     return p;
   }
 
@@ -193,6 +243,7 @@ export class Security {
   }
 
   principalForSession(token: string): AuthedPrincipal | null {
+    this.refresh();
     const s = this.sessions.get(token);
     return s ? this.principalForUser(s.userId, s) : null;
   }
@@ -221,11 +272,19 @@ export class Security {
 
   // ------------------------------------------------------------ limits and budgets
 
-  private subjectLimits(p: Principal): { subject: string; limits: Limits }[] {
+  private subjectLimits(p: Principal): SubjectLimits {
     this.freshCaches();
-    const ck = `${p.kind}|${p.id}|${p.groups.join(",")}`;
+    const ck = principalKey(p);
     let v = this.limitCache.get(ck);
-    if (!v) this.limitCache.set(ck, (v = this.computeSubjectLimits(p)));
+    if (!v) {
+      const subjects = this.computeSubjectLimits(p);
+      // The per-request rate checks never change while the limits do not: build them once (reserve never mutates them).
+      const rpm: LimitCheck[] = [];
+      for (const s of subjects)
+        if (s.limits.rpm !== undefined)
+          rpm.push({ kind: "rate", key: `rpm:${s.subject}`, limit: s.limits.rpm, cost: 1, windowMs: 60_000 });
+      this.limitCache.set(ck, (v = { subjects, rpm }));
+    }
     return v;
   }
 
@@ -285,10 +344,7 @@ export class Security {
   /** Count one request against requests-per-minute limits; throws rate_limited (429 + Retry-After). */
   async checkRequest(p: Principal): Promise<void> {
     if (p.kind === "local" || p.kind === "anonymous") return;
-    const checks: LimitCheck[] = [];
-    for (const s of this.subjectLimits(p))
-      if (s.limits.rpm !== undefined)
-        checks.push({ kind: "rate", key: `rpm:${s.subject}`, limit: s.limits.rpm, cost: 1, windowMs: 60_000 });
+    const checks = this.subjectLimits(p).rpm;
     if (checks.length === 0) return;
     const r = await this.limits.reserve(checks, "");
     if (!r.ok) this.reject(r, "request rate limit");
@@ -316,7 +372,7 @@ export class Security {
       const day = new Date(now).toISOString().slice(0, 10);
       const month = day.slice(0, 7);
       const ttl = s.leaseTtlMs ?? 15 * 60_000;
-      for (const { subject, limits: l } of this.subjectLimits(p)) {
+      for (const { subject, limits: l } of this.subjectLimits(p).subjects) {
         if (l.tpm !== undefined)
           checks.push({ kind: "rate", key: `tpm:${subject}`, limit: l.tpm, cost: reserved, windowMs: 60_000 });
         if (l.maxConcurrent !== undefined)

@@ -70,11 +70,17 @@ export class Users {
       throw new DajianError("already_exists", `user ${name} exists`, "pick another name or `dajian users rm` it");
     if (password !== undefined) checkPasswordStrength(password);
     const hash = password === undefined ? null : await hashPassword(password);
+    return this.toUser(this.require(this.insert(name, rl, hash)));
+  }
+
+  /** Insert a user row (synchronous, for use inside transactions); returns the new id. */
+  insert(name: string, role: Role, passwordHash: string | null = null): string {
+    checkName("user", name);
     const id = newId("usr");
     this.db
       .prepare("INSERT INTO sec_users (id, name, role, password_hash, created_at) VALUES (?,?,?,?,?)")
-      .run(id, name, rl, hash, Date.now());
-    return this.toUser(this.require(id));
+      .run(id, name, role, passwordHash, Date.now());
+    return id;
   }
 
   list(): User[] {

@@ -13,6 +13,7 @@ import { log } from "../core/log.js";
 import { configureOutbound } from "../core/outbound.js";
 import { openHomeDb, type SqliteDb } from "../store/sqlite.js";
 import { safeEqual } from "../security/sessions.js";
+import { OidcLogin, oidcSettings } from "../security/oidc.js";
 import { Security } from "../security/service.js";
 import { LOCAL_PRINCIPAL, type AuthedPrincipal, type Principal } from "../security/types.js";
 import type { RouteSpec } from "./routes.js";
@@ -52,6 +53,8 @@ export interface SecurityHooks {
   checkListen(host: string): void;
   /** The security library behind these hooks (user/key/grant administration routes); absent in bare local mode. */
   admin?: Security;
+  /** Single sign-on, when config security.oidc is set and auth is on. */
+  oidc?: OidcLogin;
   /** Release resources (DB handle, Redis connection). */
   close?(): Promise<void>;
 }
@@ -158,6 +161,8 @@ export function localSecurity(config: DajianConfig, admin?: Security): SecurityH
 export const SESSION_COOKIE = "dajian_session";
 export const CSRF_COOKIE = "dajian_csrf";
 export const CSRF_HEADER = "x-csrf-token";
+/** Binds an OIDC sign-in to the browser that started it (holds the flow's random state). */
+export const OIDC_COOKIE = "dajian_oidc";
 
 export function readCookie(req: FastifyRequest, name: string): string | undefined {
   const raw = req.headers.cookie;
@@ -167,6 +172,28 @@ export function readCookie(req: FastifyRequest, name: string): string | undefine
     if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
   }
   return undefined;
+}
+
+const BEARER = /^Bearer +([\x21-\x7e]{1,200})$/i;
+const BARE_KEY = /^[\x21-\x7e]{1,200}$/;
+
+/**
+ * The API key a request presents: `Authorization: Bearer KEY` (OpenAI clients) or `api-key: KEY` (Azure-style
+ * clients). undefined = no key header at all (try the session cookie); "" = a key header that cannot be valid —
+ * malformed, repeated, or two headers naming different keys (refused rather than guessing which one counts).
+ */
+export function presentedKey(req: FastifyRequest): string | undefined {
+  const auth = req.headers.authorization;
+  const alt = req.headers["api-key"];
+  if (auth === undefined && alt === undefined) return undefined;
+  let key: string | undefined;
+  if (auth !== undefined) key = BEARER.exec(String(auth))?.[1] ?? "";
+  if (alt !== undefined) {
+    const k = typeof alt === "string" && BARE_KEY.test(alt) ? alt : "";
+    if (key !== undefined && key !== k) return "";
+    key = k;
+  }
+  return key;
 }
 
 function routeInScope(routes: string[] | undefined, id: string): boolean {
@@ -211,16 +238,15 @@ export function authSecurity(sec: Security, config: DajianConfig): SecurityHooks
   async function authenticate(req: FastifyRequest, route: RouteSpec): Promise<Principal> {
     if (route.action === "public") return ANONYMOUS;
     let p: AuthedPrincipal | null = null;
-    const auth = req.headers.authorization;
-    if (auth !== undefined) {
-      const m = /^Bearer +([\x21-\x7e]{1,200})$/i.exec(String(auth));
-      p = m ? sec.principalForKey(m[1]) : null;
+    const presented = presentedKey(req);
+    if (presented !== undefined) {
+      p = presented ? sec.principalForKey(presented) : null;
       if (!p) {
         auditFailure(req, "bad key");
         throw new DajianError(
           "unauthorized",
           "invalid, expired or revoked API key",
-          "send `Authorization: Bearer <key>` with a key from `dajian keys create`",
+          "send `Authorization: Bearer <key>` (or `api-key: <key>`) with a key from `dajian keys create`",
         );
       }
     } else {
@@ -384,6 +410,9 @@ export function defaultSecurity(home: string, config: DajianConfig): SecurityHoo
   const db = openHomeDb(home);
   const sec = Security.open(home, config, { db, resolveDocument: sqliteDocumentResolver(db) });
   const hooks = config.server.auth ? authSecurity(sec, config) : localSecurity(config, sec);
+  // Validated here, at server start, so a broken OIDC config fails fast with its fix instead of at the first sign-in.
+  const oidc = config.server.auth ? oidcSettings(config) : undefined;
+  if (oidc) hooks.oidc = new OidcLogin(sec, oidc);
   if (config.server.auth && sec.keys.list().length === 0 && !sec.users.list().some((u) => u.hasPassword))
     log.warn("authentication is on but no API key or login exists yet", {
       fix: "dajian keys create --name admin --role admin",

@@ -252,6 +252,12 @@ const MATRIX: Record<
     allowed: () => true,
     call: () => ({ method: "POST", path: "/api/auth/login", body: { name: "carol", password: PW } }),
   },
+  // Public by design; OIDC is not configured in this matrix, so both answer 404 (oidc.test.ts runs the real flow).
+  "auth.oidc.login": { allowed: () => true, call: () => ({ method: "GET", path: "/api/auth/oidc/login" }) },
+  "auth.oidc.callback": {
+    allowed: () => true,
+    call: () => ({ method: "GET", path: "/api/auth/oidc/callback?code=x&state=y" }),
+  },
   "auth.logout": { allowed: anyone, call: () => ({ method: "POST", path: "/api/auth/logout" }) },
   "auth.me": { allowed: anyone, call: () => ({ method: "GET", path: "/api/auth/me" }) },
   "keys.list": { allowed: anyone, call: () => ({ method: "GET", path: "/api/keys" }) },
@@ -436,5 +442,50 @@ describe("no chunk the caller may not read ever surfaces", () => {
     const kbs = await (await call("member", "GET", "/api/kbs")).text();
     expect(kbs).toContain('"own"');
     expect(kbs).not.toContain('"foreign"');
+  });
+});
+
+describe("authentication hot path (cached) stays exact", () => {
+  const me = (headers: Record<string, string>) => fetch(`${s.url}/api/auth/me`, { headers });
+
+  it("accepts the key as `api-key: KEY` as well as `Authorization: Bearer KEY`; refuses ambiguity", async () => {
+    const k = keyOf.member!;
+    const viaHeader = await me({ "api-key": k });
+    expect(viaHeader.status).toBe(200);
+    expect(((await viaHeader.json()) as { name: string }).name).toBe("bob");
+    expect((await me({ authorization: `Bearer ${k}`, "api-key": k })).status).toBe(200); // both, same key
+    // two different keys (e.g. a proxy adding its own): refused rather than guessing which one counts
+    expect((await me({ authorization: `Bearer ${keyOf.admin!}`, "api-key": k })).status).toBe(401);
+    expect((await me({ "api-key": `${k}x` })).status).toBe(401);
+    expect((await me({ "api-key": "" })).status).toBe(401);
+    expect((await me({ "api-key": `Bearer ${k}` })).status).toBe(401); // the bare header carries the key only
+  });
+
+  it("a revoked key stops working on the very next request, however warm the cache (CLI and API)", async () => {
+    // revoked from another connection (the CLI on the same home dir, while the server runs)
+    const viaCli = await sec.createKey(LOCAL_PRINCIPAL, { name: `hot${++counter}`, role: "member", user: "bob" });
+    for (let i = 0; i < 20; i++) expect((await me({ authorization: `Bearer ${viaCli.key}` })).status).toBe(200);
+    sec.revokeKey(LOCAL_PRINCIPAL, viaCli.id);
+    expect((await me({ authorization: `Bearer ${viaCli.key}` })).status).toBe(401);
+    expect((await me({ "api-key": viaCli.key })).status).toBe(401);
+
+    // revoked through the API (the server's own connection)
+    const viaApi = await sec.createKey(LOCAL_PRINCIPAL, { name: `hot${++counter}`, role: "member", user: "bob" });
+    for (let i = 0; i < 20; i++) expect((await me({ "api-key": viaApi.key })).status).toBe(200);
+    expect((await call("admin", "DELETE", `/api/keys/${viaApi.id}`)).status).toBe(200);
+    expect((await me({ "api-key": viaApi.key })).status).toBe(401);
+  });
+
+  it("disabling the user and removing a grant also apply on the next request", async () => {
+    await sec.addUser(LOCAL_PRINCIPAL, `eve${++counter}`, "member");
+    const eve = `eve${counter}`;
+    const k = (await sec.createKey(LOCAL_PRINCIPAL, { name: eve, role: "member", user: eve })).key;
+    sec.setGrant(LOCAL_PRINCIPAL, { subject: "user", name: eve, kb: "own", action: "read" }, true);
+    const docs = () => fetch(`${s.url}/api/kbs/own/documents`, { headers: { authorization: `Bearer ${k}` } });
+    for (let i = 0; i < 10; i++) expect((await docs()).status).toBe(200);
+    sec.setGrant(LOCAL_PRINCIPAL, { subject: "user", name: eve, kb: "own", action: "read" }, false);
+    expect((await docs()).status).toBe(403);
+    sec.updateUser(LOCAL_PRINCIPAL, eve, { disabled: true });
+    expect((await docs()).status).toBe(401);
   });
 });

@@ -1,9 +1,11 @@
 // Handlers of the security API (specs in security-routes.ts). Thin: every decision is made in src/security.
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { DajianError } from "../core/errors.js";
+import type { OidcLogin } from "../security/oidc.js";
 import type { Security } from "../security/service.js";
+import type { Session } from "../security/sessions.js";
 import type { AuthedPrincipal, Limits } from "../security/types.js";
-import { CSRF_COOKIE, SESSION_COOKIE, readCookie } from "./auth.js";
+import { CSRF_COOKIE, OIDC_COOKIE, SESSION_COOKIE, readCookie } from "./auth.js";
 import type { Handler, HandlerTable, ServerContext } from "./context.js";
 
 function sec(sc: ServerContext): Security {
@@ -24,20 +26,61 @@ function cookie(
   value: string,
   maxAgeS: number,
   httpOnly: boolean,
+  opts: { sameSite?: "Strict" | "Lax"; path?: string } = {},
 ): string {
   const secure =
     req.protocol === "https" || (sc.config.security as { secureCookies?: boolean } | undefined)?.secureCookies === true;
   return [
     `${name}=${value}`,
-    "Path=/",
+    `Path=${opts.path ?? "/"}`,
     `Max-Age=${maxAgeS}`,
-    "SameSite=Strict",
+    `SameSite=${opts.sameSite ?? "Strict"}`,
     httpOnly ? "HttpOnly" : "",
     secure ? "Secure" : "",
   ]
     .filter(Boolean)
     .join("; ");
 }
+
+function sessionCookies(req: FastifyRequest, sc: ServerContext, session: Session): string[] {
+  const maxAge = Math.floor((session.expiresAt - Date.now()) / 1000);
+  return [
+    cookie(req, sc, SESSION_COOKIE, session.token, maxAge, true),
+    cookie(req, sc, CSRF_COOKIE, session.csrf, maxAge, false),
+  ];
+}
+
+function oidcOf(sc: ServerContext): OidcLogin {
+  if (!sc.config.server.auth || !sc.security.oidc)
+    throw new DajianError(
+      "not_found",
+      "single sign-on is not configured",
+      "set security.oidc in config.json (see the security section of the README) and turn auth on",
+    );
+  return sc.security.oidc;
+}
+
+// The binding cookie rides the provider's top-level redirect back to us, so it must be SameSite=Lax (Strict would
+// be withheld on that cross-site navigation); it holds only the random state and lives for the flow's 10 minutes.
+const OIDC_COOKIE_OPTS = { sameSite: "Lax", path: "/api/auth/oidc" } as const;
+
+const oidcLogin: Handler = async (req, reply, _rc, sc) => {
+  const { url, state } = await oidcOf(sc).begin();
+  reply.header("set-cookie", cookie(req, sc, OIDC_COOKIE, state, 600, true, OIDC_COOKIE_OPTS));
+  reply.header("cache-control", "no-store");
+  return reply.redirect(url, 302);
+};
+
+const oidcCallback: Handler = async (req, reply, _rc, sc) => {
+  const query = new URLSearchParams(req.query as Record<string, string>);
+  const { session } = await oidcOf(sc).complete(query, readCookie(req, OIDC_COOKIE), req.ip);
+  reply.header("set-cookie", [
+    cookie(req, sc, OIDC_COOKIE, "", 0, true, OIDC_COOKIE_OPTS),
+    ...sessionCookies(req, sc, session),
+  ]);
+  reply.header("cache-control", "no-store");
+  return reply.redirect("/", 302);
+};
 
 const login: Handler = async (req, reply, _rc, sc) => {
   if (!sc.config.server.auth)
@@ -48,11 +91,7 @@ const login: Handler = async (req, reply, _rc, sc) => {
     );
   const { name, password } = req.body as { name: string; password: string };
   const { session, user } = await sec(sc).login(name, password, req.ip);
-  const maxAge = Math.floor((session.expiresAt - Date.now()) / 1000);
-  reply.header("set-cookie", [
-    cookie(req, sc, SESSION_COOKIE, session.token, maxAge, true),
-    cookie(req, sc, CSRF_COOKIE, session.csrf, maxAge, false),
-  ]);
+  reply.header("set-cookie", sessionCookies(req, sc, session));
   return { user, csrfToken: session.csrf, expiresAt: new Date(session.expiresAt).toISOString() };
 };
 
@@ -173,6 +212,8 @@ export const securityHandlers: HandlerTable = {
   "auth.login": login,
   "auth.logout": logout,
   "auth.me": me,
+  "auth.oidc.login": oidcLogin,
+  "auth.oidc.callback": oidcCallback,
   "keys.list": keysList,
   "keys.create": keysCreate,
   "keys.revoke": keysRevoke,

@@ -52,6 +52,34 @@ export const SECURITY_ROUTES = [
     description: "who is calling (and the CSRF token of a session)",
   },
   {
+    id: "auth.oidc.login",
+    method: "GET",
+    path: "/api/auth/oidc/login",
+    action: "public",
+    resource: "none",
+    schema: NONE,
+    description: "single sign-on: redirect to the OIDC provider (404 when security.oidc is not configured)",
+  },
+  {
+    id: "auth.oidc.callback",
+    method: "GET",
+    path: "/api/auth/oidc/callback",
+    action: "public",
+    resource: "none",
+    schema: {
+      querystring: {
+        type: "object",
+        properties: Object.fromEntries(
+          ["code", "state", "iss", "error", "error_description", "session_state"].map((k) => [
+            k,
+            { type: "string", maxLength: 4096 },
+          ]),
+        ),
+      },
+    },
+    description: "single sign-on: the provider returns here; sets the session cookie and redirects to the page",
+  },
+  {
     id: "keys.list",
     method: "GET",
     path: "/api/keys",

@@ -83,4 +83,24 @@ export const SECURITY_MIGRATIONS: Migration[] = [
       CREATE TRIGGER sec_audit_no_delete BEFORE DELETE ON sec_audit BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
     `,
   },
+  {
+    // OIDC sign-in: which identity (issuer + subject) is which dajian user, and the pending authorization-code
+    // flows (state → PKCE verifier + nonce, single use, minutes long).
+    id: "sec-002",
+    sqlite: `
+      CREATE TABLE sec_oidc_links (
+        issuer TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES sec_users(id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (issuer, subject)
+      );
+      CREATE TABLE sec_oidc_pending (
+        state_hash TEXT PRIMARY KEY,
+        verifier TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
