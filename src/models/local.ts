@@ -2,6 +2,7 @@
 // sequences, sampling, JSON-schema grammars, embeddings and LoRA adapters. One context holds N sequences (slots);
 // requests beyond them wait in a bounded queue and beyond that get a 429-mapped error with Retry-After.
 // Each request starts from an empty sequence, so one caller's prompt never leaks into another's KV cache.
+import { availableParallelism } from "node:os";
 import {
   getLlama,
   LlamaChat,
@@ -40,26 +41,58 @@ export function sharedLlama(): Promise<Llama> {
   return llamaPromise;
 }
 
+/**
+ * Threads for a local model's context when its entry sets none: one core is left to the JS thread (it drives every
+ * decode step, HTTP and SSE), and never more than the cores that do math. node-llama-cpp's own default on CPU is
+ * max(4, math cores), which on a 2-core machine runs 4 spinning threads on 2 cores; see docs/readme/server.md for
+ * the measurements (npm run bench:threads).
+ */
+export function defaultLocalThreads(mathCores = availableParallelism()): number {
+  return Math.max(1, Math.min(mathCores, availableParallelism() - 1));
+}
+
 /** "cuda" | "vulkan" | "metal" | "cpu". */
 export async function llamaBackend(): Promise<string> {
   const l = await sharedLlama();
   return l.gpu || "cpu";
 }
 
-/** A push-to-pull bridge from node-llama-cpp's callbacks to an async iterator. */
-class Channel<T> {
+/**
+ * A push-to-pull bridge from node-llama-cpp's token callbacks to an async iterator, kept off the decode path.
+ * node-llama-cpp drives every decode step from the JS thread: after a step it samples, calls our callbacks and
+ * queues the next step with setImmediate (or at once when every sequence is waiting). Whatever the consumer does
+ * with a token (JSON, an SSE write, a syscall) would delay that dispatch if it ran in the callback's microtasks.
+ * So the consumer is woken two event-loop turns later, after the next step is already decoding on llama.cpp's
+ * thread, and takes everything that piled up meanwhile at once (deltas merged, so a slow reader does fewer writes).
+ */
+export class Channel<T extends { type: string; text?: string }> {
   private items: T[] = [];
   private wake?: () => void;
+  private scheduled = false;
   private closed = false;
   private error: unknown;
+  private readonly fire = () => {
+    this.scheduled = false;
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  };
+  private schedule() {
+    if (this.scheduled || !this.wake) return;
+    this.scheduled = true;
+    setImmediate(() => setImmediate(this.fire));
+  }
   push(v: T) {
-    this.items.push(v);
-    this.wake?.();
+    const last = this.items[this.items.length - 1];
+    // Consecutive text deltas are merged: same text, fewer frames.
+    if (v.type === "delta" && last?.type === "delta") (last as { text?: string }).text! += v.text ?? "";
+    else this.items.push(v);
+    this.schedule();
   }
   end(err?: unknown) {
     this.closed = true;
     this.error = err;
-    this.wake?.();
+    this.schedule();
   }
   async *[Symbol.asyncIterator](): AsyncGenerator<T> {
     while (true) {
@@ -71,8 +104,10 @@ class Channel<T> {
         if (this.error !== undefined) throw this.error;
         return;
       }
-      await new Promise<void>((r) => (this.wake = r));
-      this.wake = undefined;
+      await new Promise<void>((r) => {
+        this.wake = r;
+        if (this.items.length || this.closed) this.schedule();
+      });
     }
   }
 }
@@ -104,6 +139,7 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
   readonly chatTemplate: string;
   private readonly queue: SlotQueue;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private readonly promptCounts = new WeakMap<ChatMessage[], number>();
   private embedCtx?: Promise<LlamaEmbeddingContext>;
   private embedLock: Promise<unknown> = Promise.resolve();
   private get embedContextSize(): number {
@@ -160,7 +196,8 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
       context = await model.createContext({
         contextSize: spec.contextSize ?? Math.min(model.trainContextSize || 4096, 4096),
         sequences: nSeq,
-        threads: spec.threads,
+        // On a GPU the CPU threads matter little; llama.cpp's choice stands there.
+        threads: spec.threads ?? (llama.gpu ? undefined : defaultLocalThreads(llama.cpuMathCores)),
         lora: spec.adapters?.length
           ? { adapters: spec.adapters.map((a) => ({ filePath: a.path, scale: a.scale })) }
           : undefined,
@@ -194,9 +231,16 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
   }
 
   async countChatTokens(messages: ChatMessage[]): Promise<number> {
-    const history = [...toHistory(messages), { type: "model", response: [] } as ChatHistoryItem];
-    const { contextText } = this.chatWrapper.generateContextState({ chatHistory: history });
-    return contextText.tokenize(this.model.tokenizer).length;
+    // A request is counted by the server (context check, rate limits) and again before generating: render the
+    // template and tokenize once per message list (keyed by identity; callers do not mutate a list once sent).
+    let n = this.promptCounts.get(messages);
+    if (n === undefined) {
+      const history = [...toHistory(messages), { type: "model", response: [] } as ChatHistoryItem];
+      const { contextText } = this.chatWrapper.generateContextState({ chatHistory: history });
+      n = contextText.tokenize(this.model.tokenizer).length;
+      this.promptCounts.set(messages, n);
+    }
+    return n;
   }
 
   /** The prompt exactly as the template renders it (for tests and `generate --show-prompt`). */
@@ -330,7 +374,7 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
 
   private embeddingContext(): Promise<LlamaEmbeddingContext> {
     this.embedCtx ??= this.model
-      .createEmbeddingContext({ contextSize: this.embedContextSize, threads: this.spec.threads })
+      .createEmbeddingContext({ contextSize: this.embedContextSize, threads: this.context.idealThreads })
       .catch((err) => {
         this.embedCtx = undefined;
         throw new DajianError(

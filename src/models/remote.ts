@@ -307,9 +307,13 @@ export class RemoteChatModel implements ChatModel {
         yield { type: "done", result: r };
         return;
       }
+      let ended = false; // [DONE] or a finish_reason: without either the stream was cut, not finished
       for await (const data of sseEvents(res.body as unknown as ReadableStream<Uint8Array>)) {
         arm();
-        if (data.trim() === "[DONE]") break;
+        if (data.trim() === "[DONE]") {
+          ended = true;
+          break;
+        }
         let j: any;
         try {
           j = JSON.parse(data);
@@ -334,15 +338,29 @@ export class RemoteChatModel implements ChatModel {
           text += delta;
           yield { type: "delta", text: delta };
         }
+        if (choice?.finish_reason) ended = true;
         if (choice?.finish_reason === "length") finish = "length";
       }
+      if (!ended && !signal?.aborted)
+        throw new DajianError(
+          "upstream",
+          `model "${this.name}": the provider's stream stopped before the answer finished (${text.length} chars, no finish_reason or [DONE])`,
+          "the connection to the provider was cut; retry",
+        );
     } catch (err) {
       if (signal?.aborted) {
         yield aborted(text);
         return;
       }
       if (ctl.signal.aborted && isDajianError(ctl.signal.reason)) throw ctl.signal.reason;
-      throw err;
+      if (isDajianError(err)) throw err;
+      // e.g. undici's "terminated" when the provider resets the connection mid-answer
+      throw new DajianError(
+        "upstream",
+        `model "${this.name}": connection to the provider failed mid-answer: ${(err as Error).message}`,
+        "retry; if it persists, check the provider's status",
+        { cause: err },
+      );
     } finally {
       disarm();
       signal?.removeEventListener("abort", onAbort);

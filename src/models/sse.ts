@@ -29,9 +29,8 @@ export async function* sseEvents(
       if (buf.length > maxEventBytes)
         throw new DajianError("upstream", "provider sent an oversized stream event", "check the provider's base URL");
     }
-    buf += decoder.decode();
-    if (buf.startsWith("data:")) data.push(buf.slice(buf[5] === " " ? 6 : 5));
-    if (data.length) yield data.join("\n");
+    // An event not closed by a blank line when the stream ends was cut off: per the SSE spec it is dropped, and
+    // the caller sees the stream end without a finish (rather than a misleading "not JSON").
   } finally {
     reader.releaseLock();
     await body.cancel().catch(() => {});

@@ -214,7 +214,7 @@ function jobOr404(sc: ServerContext, id: string): JobView {
     throw new DajianError(
       "not_found",
       `job '${id}' not found`,
-      "jobs are kept in memory; upload again after a restart",
+      "finished jobs are kept for the last 500 uploads; list the knowledge base's documents instead",
     );
   return j;
 }

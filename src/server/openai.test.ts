@@ -259,6 +259,36 @@ describe("slots: queue full and disconnects", () => {
   });
 });
 
+describe("slots: a client that leaves while queued", () => {
+  it("disconnecting while waiting for a slot leaves the queue; the slot holder is unaffected", async () => {
+    const holder = await client.chat.completions.create({
+      model: "tiny",
+      messages: ask,
+      max_tokens: 900,
+      temperature: 0,
+      stream: true,
+    });
+    const itA = holder[Symbol.asyncIterator]();
+    await itA.next(); // holds the only slot
+    const ac = new AbortController();
+    const waiting = jsonPost(
+      `${s.url}/v1/chat/completions`,
+      { model: "tiny", messages: ask, max_tokens: 5, stream: true },
+      { signal: ac.signal },
+    ).catch((e: unknown) => e);
+    await waitFor(async () => (await load()).queued === 1);
+    expect(await load()).toMatchObject({ running: 1, queued: 1 });
+    ac.abort();
+    expect(await waiting).toBeInstanceOf(Error);
+    await waitFor(async () => (await load()).queued === 0);
+    expect(await load()).toMatchObject({ running: 1, queued: 0 });
+    expect((await itA.next()).done).toBe(false); // still streaming
+    holder.controller.abort();
+    await waitFor(async () => (await load()).running === 0);
+    expect(await load()).toMatchObject({ running: 0, queued: 0 });
+  });
+});
+
 describe("LangChain ChatOpenAI", () => {
   it("invoke and stream against the server", async () => {
     const chat = new ChatOpenAI({

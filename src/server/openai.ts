@@ -155,13 +155,14 @@ async function rawCompletion(
       await sse.send(
         frame({ choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] }),
       );
+      // The per-token frame is the one hot spot here: a prebuilt JSON prefix + the escaped text, no object per token.
+      const head = JSON.stringify(frame({ choices: [] })).slice(0, -"[]}".length) + '[{"index":0,"delta":{"content":';
       for (; !next.done; next = await it.next()) {
         // After a disconnect the signal has stopped generation; keep draining to the final "done" chunk so the
         // real (partial) usage is recorded and settled.
         const c = next.value;
         if (c.type === "delta") {
-          if (c.text)
-            await sse.send(frame({ choices: [{ index: 0, delta: { content: c.text }, finish_reason: null }] }));
+          if (c.text) await sse.send(`${head}${JSON.stringify(c.text)}},"finish_reason":null}]}`);
         } else {
           usage = c.result.usage;
           await sse.send(

@@ -98,14 +98,16 @@ export async function createServer(opts: ServerOptions): Promise<DajianServer> {
   const config = opts.config ?? loadConfig(opts.home);
   const security = opts.security ?? defaultSecurity(opts.home, config);
   const services = opts.services ?? (await (await import("./adapters.js")).openServices(opts.home, config));
-  const jobs = new IngestJobs(services.kbs);
+  const uploadDir = join(paths.tmp, "uploads");
+  // Resumes the ingest jobs a previous run left unfinished.
+  const jobs = new IngestJobs(services.kbs, { uploadDir, recordDir: join(paths.tmp, "ingest-jobs") });
   const sc: ServerContext = {
     home: opts.home,
     config,
     services,
     security,
     jobs,
-    uploadDir: join(paths.tmp, "uploads"),
+    uploadDir,
     generationTimeoutMs: opts.generationTimeoutMs ?? 10 * 60_000,
   };
 

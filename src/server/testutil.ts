@@ -1,7 +1,10 @@
-// Helpers for the server's tests and benchmark: a temp home, a running server on 127.0.0.1:0, SSE reading.
+// Helpers for the server's tests and benchmark: a temp home, a running server on 127.0.0.1:0 (in-process, or a real
+// `dajian serve` child process), SSE reading.
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { createServer, type DajianServer, type ServerOptions } from "./server.js";
 
 export interface RunningServer {
@@ -66,4 +69,25 @@ export function jsonPost(url: string, body: unknown, init: RequestInit = {}): Pr
     body: typeof body === "string" ? body : JSON.stringify(body),
     ...init,
   });
+}
+
+/** Start `dajian serve --home HOME --port 0` as its own process (through tsx, from the sources); resolves with its
+ * URL once it is listening. `nodeArgs` go before the script (e.g. --cpu-prof). */
+export async function spawnServe(home: string, nodeArgs: string[] = []): Promise<{ url: string; child: ChildProcess }> {
+  const root = fileURLToPath(new URL("../..", import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, "--import", "tsx", join(root, "src/cli/main.ts"), "serve", "--home", home, "--port", "0"],
+    { cwd: root, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, DAJIAN_LOG: "warn" } },
+  );
+  let err = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on("data", (b: Buffer) => {
+      err += b.toString();
+      const m = /serving on (http:\/\/\S+)/.exec(err);
+      if (m) resolve(m[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`dajian serve exited (${code}): ${err}`)));
+  });
+  return { url, child };
 }
