@@ -63,6 +63,7 @@ const BASE_SIGNATURES = {
   ggml_is_contiguous: "bool ggml_is_contiguous(ggml_tensor * t)",
   // element-wise and reductions
   ggml_add: "ggml_tensor * ggml_add(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
+  ggml_add_inplace: "ggml_tensor * ggml_add_inplace(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
   ggml_sub: "ggml_tensor * ggml_sub(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
   ggml_mul: "ggml_tensor * ggml_mul(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
   ggml_div: "ggml_tensor * ggml_div(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
@@ -117,6 +118,27 @@ const BASE_SIGNATURES = {
   ggml_graph_size: "int ggml_graph_size(ggml_cgraph * g)",
   ggml_opt_step_adamw:
     "ggml_tensor * ggml_opt_step_adamw(ggml_context * ctx, ggml_tensor * a, ggml_tensor * grad, ggml_tensor * m, ggml_tensor * v, ggml_tensor * params)",
+  // hand-written backward passes (the trainer's manual backward graph) and graph memory planning (ggml-alloc)
+  ggml_rms_norm_back:
+    "ggml_tensor * ggml_rms_norm_back(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, float eps)",
+  ggml_rope_ext_back:
+    "ggml_tensor * ggml_rope_ext_back(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, ggml_tensor * c, int n_dims, int mode, int n_ctx_orig, float freq_base, float freq_scale, float ext_factor, float attn_factor, float beta_fast, float beta_slow)",
+  ggml_soft_max_ext_back:
+    "ggml_tensor * ggml_soft_max_ext_back(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, float scale, float max_bias)",
+  ggml_silu_back: "ggml_tensor * ggml_silu_back(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
+  ggml_get_rows_back:
+    "ggml_tensor * ggml_get_rows_back(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, ggml_tensor * c)",
+  ggml_cross_entropy_loss_back:
+    "ggml_tensor * ggml_cross_entropy_loss_back(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, ggml_tensor * c)",
+  ggml_repeat_back: "ggml_tensor * ggml_repeat_back(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
+  ggml_op_desc: "const char * ggml_op_desc(ggml_tensor * t)",
+  ggml_set_input: "void ggml_set_input(ggml_tensor * t)",
+  ggml_set_output: "void ggml_set_output(ggml_tensor * t)",
+  ggml_backend_cpu_buffer_type: "void * ggml_backend_cpu_buffer_type()",
+  ggml_gallocr_new: "void * ggml_gallocr_new(void * buft)",
+  ggml_gallocr_free: "void ggml_gallocr_free(void * galloc)",
+  ggml_gallocr_alloc_graph: "bool ggml_gallocr_alloc_graph(void * galloc, ggml_cgraph * g)",
+  ggml_gallocr_get_buffer_size: "size_t ggml_gallocr_get_buffer_size(void * galloc, int buffer_id)",
   // quantization (for checking dajian's TypeScript quantizers against ggml's)
   ggml_quantize_chunk:
     "size_t ggml_quantize_chunk(int type, const float * src, _Out_ uint8_t * dst, int64_t start, int64_t nrows, int64_t n_per_row, const float * imatrix)",

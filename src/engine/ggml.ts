@@ -63,10 +63,17 @@ export class Tensor {
   get contiguous(): boolean {
     return Boolean(this.ctx.lib.base.ggml_is_contiguous(this.ptr));
   }
+  /** Whether the tensor has memory (always in an allocating context; after Graph.allocate() in a noAlloc one). */
+  get allocated(): boolean {
+    this.ctx.assertLive();
+    return Boolean(this.ctx.lib.base.ggml_get_data(this.ptr));
+  }
   private dataView(): ArrayBuffer {
     this.ctx.assertLive();
     if (!this.contiguous) throw new DajianError("invalid_input", "tensor is not contiguous", "read it after cont()");
-    return nativeView(this.ctx.lib.base.ggml_get_data(this.ptr), this.nbytes);
+    const data = this.ctx.lib.base.ggml_get_data(this.ptr);
+    if (!data) throw new DajianError("invalid_input", "tensor has no memory yet", "call graph.allocate() first");
+    return nativeView(data, this.nbytes);
   }
   /** Copy values in (f32 or i32 tensors). */
   set(values: ArrayLike<number>): this {
@@ -93,6 +100,8 @@ export class Tensor {
     return new Float32Array(this.dataView());
   }
   zero(): this {
+    if (!this.allocated)
+      throw new DajianError("invalid_input", "tensor has no memory yet", "call graph.allocate() first");
     this.ctx.lib.base.ggml_set_zero(this.ptr);
     return this;
   }
@@ -102,9 +111,23 @@ export class Tensor {
   }
 }
 
+export interface RopeOptions {
+  /** 0 = llama's adjacent pairs (default), 2 = NeoX halves. */
+  mode?: number;
+  freqBase?: number;
+  nCtxOrig?: number;
+}
+
 export interface ContextOptions {
   /** Bytes for tensors, graphs and their metadata. */
   memBytes: number;
+  /**
+   * Tensors made here get no memory: Graph.allocate() plans one buffer for a whole graph with ggml-alloc, so
+   * activations whose last reader has run share memory (memBytes then only covers metadata).
+   */
+  noAlloc?: boolean;
+  /** Other contexts whose tensors (weights, optimizer state, inputs) ops in this one may read and write. */
+  uses?: Context[];
 }
 
 /** A ggml context: an arena that owns every tensor and graph made in it. */
@@ -116,6 +139,10 @@ export class Context {
   opCount = 0;
   /** Trainable tensors by native address. */
   readonly params = new Map<bigint, Tensor>();
+  readonly noAlloc: boolean;
+  private readonly uses: Context[];
+  /** Native memory owned besides the arena (graph allocators, work-buffer contexts), freed with it. */
+  private readonly owned: Array<{ free: () => void }> = [];
 
   constructor(
     readonly lib: GgmlLib,
@@ -125,7 +152,9 @@ export class Context {
       throw new DajianError("invalid_input", `context size ${opts.memBytes}`, "give memBytes as a positive integer");
     }
     this.memBytes = opts.memBytes;
-    this.ctx = lib.base.ggml_init({ mem_size: opts.memBytes, mem_buffer: null, no_alloc: false });
+    this.noAlloc = opts.noAlloc ?? false;
+    this.uses = opts.uses ?? [];
+    this.ctx = lib.base.ggml_init({ mem_size: opts.memBytes, mem_buffer: null, no_alloc: this.noAlloc });
     if (!this.ctx) {
       throw new DajianError(
         "too_large",
@@ -151,7 +180,8 @@ export class Context {
 
   /** Ensure room for a tensor object (+ data) before calling into ggml. */
   reserve(op: string, dataBytes: number, objects = 1): void {
-    const need = objects * (Number(this.lib.base.ggml_tensor_overhead()) + 16) + dataBytes + 16;
+    const data = this.noAlloc && op !== "graph" ? 0 : dataBytes;
+    const need = objects * (Number(this.lib.base.ggml_tensor_overhead()) + 16) + data + 16;
     if (need > this.freeBytes) {
       throw new DajianError(
         "too_large",
@@ -172,7 +202,7 @@ export class Context {
 
   private own(...ts: Tensor[]): void {
     for (const t of ts) {
-      if (t.ctx !== this)
+      if (t.ctx !== this && !this.uses.includes(t.ctx))
         throw new DajianError("invalid_input", "tensor belongs to another context", "build ops in one context");
     }
     this.assertLive();
@@ -226,6 +256,12 @@ export class Context {
   }
   add(a: Tensor, b: Tensor): Tensor {
     return this.binary("ggml_add", a, b);
+  }
+  /** a += b in a's memory (same shapes); returns the view of a that carries the sum. */
+  addInPlace(a: Tensor, b: Tensor): Tensor {
+    this.own(a, b);
+    if (a.shape.join() !== b.shape.join()) throw shapeError("addInPlace", `[${a.shape}] vs [${b.shape}]`);
+    return this.result("addInPlace", a.shape, () => this.lib.base.ggml_add_inplace(this.handle, a.ptr, b.ptr), true);
   }
   sub(a: Tensor, b: Tensor): Tensor {
     return this.binary("ggml_sub", a, b);
@@ -345,35 +381,8 @@ export class Context {
    * RoPE over a [headDim, heads, tokens, batch] with positions (i32 [tokens]). mode 0 = llama's adjacent pairs
    * (as GGUF stores llama weights), 2 = NeoX halves.
    */
-  rope(
-    a: Tensor,
-    pos: Tensor,
-    nDims: number,
-    opts: { mode?: number; freqBase?: number; nCtxOrig?: number } = {},
-  ): Tensor {
-    this.own(a, pos);
-    if (pos.type !== GgmlType.I32 || pos.shape.length !== 1 || pos.shape[0] !== (a.shape[2] ?? 1)) {
-      throw shapeError("rope", `positions must be i32 [${a.shape[2] ?? 1}]`);
-    }
-    if (nDims % 2 !== 0 || nDims > a.shape[0])
-      throw shapeError("rope", `nDims ${nDims} must be even and ≤ ${a.shape[0]}`);
-    return this.result("rope", a.shape, () =>
-      this.lib.base.ggml_rope_ext(
-        this.handle,
-        a.ptr,
-        pos.ptr,
-        null,
-        nDims,
-        opts.mode ?? 0,
-        opts.nCtxOrig ?? 0,
-        opts.freqBase ?? 10000,
-        1,
-        0,
-        1,
-        0,
-        0,
-      ),
-    );
+  rope(a: Tensor, pos: Tensor, nDims: number, opts: RopeOptions = {}): Tensor {
+    return this.ropeOp("rope", a, pos, nDims, opts);
   }
   /** Rows of `a` picked by i32 indices `ids` [n] → [a.ne0, n]. */
   getRows(a: Tensor, ids: Tensor): Tensor {
@@ -459,6 +468,93 @@ export class Context {
     );
   }
 
+  /** Mark a tensor the caller reads after compute, so Graph.allocate() never reuses its memory. */
+  output(t: Tensor): Tensor {
+    this.own(t);
+    this.lib.base.ggml_set_output(t.ptr);
+    return t;
+  }
+
+  // ---- backward ops, for hand-written backward graphs (ggml's autograd uses the same kernels) ---------------------
+  /** Gradient of rmsNorm(x) given its output gradient `dy`. */
+  rmsNormBack(dy: Tensor, x: Tensor, eps: number): Tensor {
+    this.own(dy, x);
+    if (dy.shape.join() !== x.shape.join()) throw shapeError("rmsNormBack", `[${dy.shape}] vs [${x.shape}]`);
+    return this.result("rmsNormBack", x.shape, () => this.lib.base.ggml_rms_norm_back(this.handle, dy.ptr, x.ptr, eps));
+  }
+  /** Gradient of rope() given its output gradient (same arguments as rope). */
+  ropeBack(dy: Tensor, pos: Tensor, nDims: number, opts: RopeOptions = {}): Tensor {
+    return this.ropeOp("ropeBack", dy, pos, nDims, opts);
+  }
+  private ropeOp(op: "rope" | "ropeBack", a: Tensor, pos: Tensor, nDims: number, opts: RopeOptions): Tensor {
+    this.own(a, pos);
+    if (pos.type !== GgmlType.I32 || pos.shape.length !== 1 || pos.shape[0] !== (a.shape[2] ?? 1)) {
+      throw shapeError(op, `positions must be i32 [${a.shape[2] ?? 1}]`);
+    }
+    if (nDims % 2 !== 0 || nDims > a.shape[0]) throw shapeError(op, `nDims ${nDims} must be even and ≤ ${a.shape[0]}`);
+    const fn = op === "rope" ? this.lib.base.ggml_rope_ext : this.lib.base.ggml_rope_ext_back;
+    return this.result(op, a.shape, () =>
+      fn(
+        this.handle,
+        a.ptr,
+        pos.ptr,
+        null,
+        nDims,
+        opts.mode ?? 0,
+        opts.nCtxOrig ?? 0,
+        opts.freqBase ?? 10000,
+        1,
+        0,
+        1,
+        0,
+        0,
+      ),
+    );
+  }
+  /** Gradient of the input of softMaxExt(·, mask, scale) given the output `y` and its gradient `dy`. */
+  softMaxBack(dy: Tensor, y: Tensor, scale: number): Tensor {
+    this.own(dy, y);
+    if (dy.shape.join() !== y.shape.join()) throw shapeError("softMaxBack", `[${dy.shape}] vs [${y.shape}]`);
+    return this.result("softMaxBack", y.shape, () =>
+      this.lib.base.ggml_soft_max_ext_back(this.handle, dy.ptr, y.ptr, scale, 0),
+    );
+  }
+  /** dy · silu'(x). */
+  siluBack(dy: Tensor, x: Tensor): Tensor {
+    this.own(dy, x);
+    if (dy.shape.join() !== x.shape.join()) throw shapeError("siluBack", `[${dy.shape}] vs [${x.shape}]`);
+    return this.result("siluBack", x.shape, () => this.lib.base.ggml_silu_back(this.handle, dy.ptr, x.ptr));
+  }
+  /** Gradient of getRows(table, ids): rows of `dy` summed into a tensor shaped like `table`. */
+  getRowsBack(dy: Tensor, ids: Tensor, table: Tensor): Tensor {
+    this.own(dy, ids, table);
+    if (ids.type !== GgmlType.I32 || dy.shape[0] !== table.shape[0] || (dy.shape[1] ?? 1) !== ids.numel) {
+      throw shapeError("getRowsBack", `[${dy.shape}] rows for ids [${ids.shape}] into [${table.shape}]`);
+    }
+    return this.result("getRowsBack", table.shape.slice(0, 2), () =>
+      this.lib.base.ggml_get_rows_back(this.handle, dy.ptr, ids.ptr, table.ptr),
+    );
+  }
+  /** Gradient of crossEntropyLoss(logits, targets) w.r.t. the logits, given the loss gradient `dLoss` ([1]). */
+  crossEntropyLossBack(dLoss: Tensor, logits: Tensor, targets: Tensor): Tensor {
+    this.own(dLoss, logits, targets);
+    if (dLoss.numel !== 1 || logits.shape.join() !== targets.shape.join()) {
+      throw shapeError(
+        "crossEntropyLossBack",
+        "logits and targets differ in shape, or the loss gradient is not a scalar",
+      );
+    }
+    return this.result("crossEntropyLossBack", logits.shape, () =>
+      this.lib.base.ggml_cross_entropy_loss_back(this.handle, dLoss.ptr, logits.ptr, targets.ptr),
+    );
+  }
+  /** Sum `a` down to the shape of `like` (the gradient of repeat()). */
+  repeatBack(a: Tensor, like: Tensor): Tensor {
+    this.own(a, like);
+    if (!canRepeat(like.shape, a.shape)) throw shapeError("repeatBack", `[${like.shape}] does not tile [${a.shape}]`);
+    return this.result("repeatBack", like.shape, () => this.lib.base.ggml_repeat_back(this.handle, a.ptr, like.ptr));
+  }
+
   graph(opts: { size?: number; grads?: boolean } = {}): Graph {
     const size = opts.size ?? 8192;
     const grads = opts.grads ?? false;
@@ -466,7 +562,14 @@ export class Context {
     return new Graph(this, this.lib.base.ggml_new_graph_custom(this.handle, size, grads), size, grads);
   }
 
+  /** Register native memory to free with this context (used by Graph for allocators and work buffers). */
+  adopt(free: () => void): void {
+    this.assertLive();
+    this.owned.push({ free });
+  }
+
   dispose(): void {
+    for (const o of this.owned.splice(0).reverse()) o.free();
     if (this.ctx !== null) this.lib.base.ggml_free(this.ctx);
     this.ctx = null;
   }
@@ -479,6 +582,9 @@ export class Graph {
   private backwardBuilt = false;
   /** Work buffer inside the context, reused by every compute (ggml_graph_compute_with_ctx would leak one per call). */
   private work: { ptr: Ptr; size: number } | null = null;
+  private allocator: Ptr | null = null;
+  /** Bytes of the buffer allocate() planned (0 before). */
+  bufferBytes = 0;
   constructor(
     readonly ctx: Context,
     readonly ptr: Ptr,
@@ -553,18 +659,61 @@ export class Graph {
     return p ? new Tensor(this.ctx, p) : null;
   }
 
+  /**
+   * Give every tensor of a noAlloc context in this graph its memory, planned by ggml-alloc (gallocr): a tensor's
+   * memory is reused once its last reader has run, so the graph needs about its widest live set, not the sum of all
+   * its tensors. Tensors marked with ctx.output() keep theirs. Returns the buffer size in bytes.
+   */
+  allocate(): number {
+    const b = this.ctx.lib.base;
+    if (!this.ctx.noAlloc)
+      throw new DajianError("invalid_input", "allocate() needs a noAlloc context", "create it with { noAlloc: true }");
+    if (this.allocator) throw new DajianError("invalid_input", "graph already allocated", "allocate it once");
+    const galloc = b.ggml_gallocr_new(b.ggml_backend_cpu_buffer_type());
+    if (!galloc) throw new DajianError("too_large", "cannot create a graph allocator", "free memory and retry");
+    this.ctx.adopt(() => b.ggml_gallocr_free(galloc));
+    if (!b.ggml_gallocr_alloc_graph(galloc, this.ptr)) {
+      throw new DajianError(
+        "too_large",
+        "cannot allocate the graph's buffer",
+        "use a smaller model, batch or sequence",
+      );
+    }
+    this.allocator = galloc;
+    this.bufferBytes = Number(b.ggml_gallocr_get_buffer_size(galloc, 0));
+    return this.bufferBytes;
+  }
+
   private plan(threads: number): Cplan {
     const n = Math.max(1, Math.floor(threads));
+    if (this.ctx.noAlloc && !this.allocator) {
+      throw new DajianError(
+        "invalid_input",
+        "graph of a noAlloc context computed before allocate()",
+        "call allocate()",
+      );
+    }
     const plan = this.ctx.lib.cpu.ggml_graph_plan(this.ptr, n, null) as Cplan;
     const size = Number(plan.work_size);
     if (size > 0) {
-      if (!this.work || this.work.size < size) {
-        this.ctx.reserve("compute work buffer", size, 1);
-        this.work = { ptr: this.ctx.lib.base.ggml_new_buffer(this.ctx.handle, size), size };
-      }
+      if (!this.work || this.work.size < size) this.work = { ptr: this.workBuffer(size), size };
       plan.work_data = this.work.ptr;
     }
     return plan;
+  }
+
+  /** Work memory: from the arena, or (noAlloc contexts have no data memory) from a small context of its own. */
+  private workBuffer(size: number): Ptr {
+    const b = this.ctx.lib.base;
+    if (!this.ctx.noAlloc) {
+      this.ctx.reserve("compute work buffer", size, 1);
+      return b.ggml_new_buffer(this.ctx.handle, size);
+    }
+    const mem = size + Number(b.ggml_tensor_overhead()) + 1024;
+    const wctx = b.ggml_init({ mem_size: mem, mem_buffer: null, no_alloc: false });
+    if (!wctx) throw new DajianError("too_large", `cannot allocate ${size} bytes of work memory`, "free memory");
+    this.ctx.adopt(() => b.ggml_free(wctx));
+    return b.ggml_new_buffer(wctx, size);
   }
 
   /** Run the graph on the CPU backend (blocks the thread). */
@@ -572,6 +721,42 @@ export class Graph {
     this.ctx.assertLive();
     const st = Number(this.ctx.lib.cpu.ggml_graph_compute(this.ptr, this.plan(threads)));
     if (st !== 0) throw new DajianError("internal", `ggml compute failed with status ${st}`, "check memory and shapes");
+  }
+
+  /**
+   * Compute node by node and sum the wall time per op (MUL_MAT, SOFT_MAX_BACK, …; with `shapes`, per op and
+   * result shape) — where a step's time goes.
+   * Works by pointing the graph's node window (ggml_cgraph.n_nodes / .nodes, the layout of ggml-impl.h at this
+   * ggml version) at one node at a time, so it also pays a thread start per node; use it for profiling only.
+   */
+  profile(threads: number, opts: { shapes?: boolean } = {}): Array<{ op: string; ms: number; count: number }> {
+    this.ctx.assertLive();
+    const b = this.ctx.lib.base;
+    const n = this.nodes;
+    const ops = Array.from({ length: n }, (_, i) => {
+      const node = b.ggml_graph_node(this.ptr, i);
+      const op = String(b.ggml_op_desc(node));
+      return opts.shapes ? `${op} [${new Tensor(this.ctx, node).shape.join(",")}]` : op;
+    });
+    const head = new DataView(nativeView(this.ptr, 24)); // int size, int n_nodes, int n_leafs, (pad), nodes**
+    const nodes0 = head.getBigUint64(16, true);
+    const totals = new Map<string, { ms: number; count: number }>();
+    try {
+      for (let i = 0; i < n; i++) {
+        head.setInt32(4, 1, true);
+        head.setBigUint64(16, nodes0 + BigInt(8 * i), true);
+        const t0 = performance.now();
+        this.computeSync(threads);
+        const e = totals.get(ops[i]) ?? { ms: 0, count: 0 };
+        e.ms += performance.now() - t0;
+        e.count++;
+        totals.set(ops[i], e);
+      }
+    } finally {
+      head.setInt32(4, n, true);
+      head.setBigUint64(16, nodes0, true);
+    }
+    return [...totals].map(([op, e]) => ({ op, ...e })).sort((x, y) => y.ms - x.ms);
   }
 
   /** Run the graph on a koffi worker thread so the event loop (progress, HTTP) keeps going. */

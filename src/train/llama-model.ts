@@ -2,9 +2,11 @@
 // dajian/llama.cpp GGUF. Attention is written out (mul_mat + causal mask + softmax) rather than fused, because ggml
 // has no backward for flash attention — the same graph serves training.
 
+import { statSync } from "node:fs";
 import { DajianError } from "../core/errors.js";
 import { GgmlType, GgufReader, metaNumber, metaString } from "../gguf/index.js";
 import type { Context, Engine, Tensor } from "../engine/index.js";
+import { BpeTokenizer, readVocab, type BpeVocab } from "../tokenizer/index.js";
 import { llamaTensorShapes, type LlamaConfig } from "./llama-gguf.js";
 
 /** Hyper-parameters from a llama GGUF. */
@@ -151,4 +153,69 @@ export function llamaLogits(engine: Engine, path: string, ids: number[]): Float3
   const all = logits.get();
   const V = w.config.vocabSize;
   return ids.map((_, t) => all.slice(t * V, (t + 1) * V));
+}
+
+export interface DajianPerplexity {
+  perplexity: number;
+  /** Mean negative log-likelihood, nats per token. */
+  nll: number;
+  tokensScored: number;
+  windows: number;
+}
+
+/**
+ * Perplexity of a llama GGUF on `text` by dajian's own forward pass, windowed exactly as src/models/perplexity.ts
+ * scores it through llama.cpp (BOS first when the vocabulary has one, windows overlapping by one token), so the
+ * two can be compared number for number.
+ */
+export function llamaPerplexity(
+  engine: Engine,
+  path: string,
+  text: string,
+  opts: { contextSize?: number } = {},
+): DajianPerplexity {
+  const r = GgufReader.open(path);
+  let vocab: BpeVocab;
+  try {
+    vocab = readVocab(r);
+  } finally {
+    r.close();
+  }
+  const ids = new BpeTokenizer(vocab).encode(text);
+  if (ids.length < 2)
+    throw new DajianError("invalid_input", "the text is shorter than two tokens", "score a longer text");
+  using wctx = engine.context({ memBytes: statSync(path).size * 8 + (16 << 20) });
+  const w = loadLlamaWeights(wctx, path);
+  const c = w.config;
+  const ctxSize = Math.max(8, Math.min(opts.contextSize ?? 512, c.contextLength));
+  const bos = vocab.bosId ?? null;
+  const room = bos !== null ? ctxSize - 1 : ctxSize;
+  let nllSum = 0;
+  let scored = 0;
+  let windows = 0;
+  for (let i = 0; i < ids.length - 1; i += room - 1) {
+    const win = ids.slice(i, i + room);
+    if (win.length < 2) break;
+    const input = bos !== null ? [bos, ...win] : win;
+    const T = input.length;
+    const perTok = c.layers * (16 * c.dim + 6 * c.ffn + 6 * c.heads * T) + 4 * c.vocabSize;
+    using ctx = engine.context({ memBytes: T * perTok * 4 + (16 << 20), uses: [wctx] });
+    const { tokens, logits } = buildLlamaForward(ctx, w, T);
+    tokens.set(input);
+    ctx.graph({ size: 4096 }).expand(logits).computeSync(engine.threads);
+    const all = logits.view();
+    const V = c.vocabSize;
+    for (let p = bos !== null ? 1 : 0; p < T - 1; p++) {
+      const row = all.subarray(p * V, (p + 1) * V);
+      let m = -Infinity;
+      for (const x of row) m = Math.max(m, x);
+      let z = 0;
+      for (const x of row) z += Math.exp(x - m);
+      nllSum += m + Math.log(z) - row[input[p + 1]];
+      scored++;
+    }
+    windows++;
+  }
+  const nll = nllSum / scored;
+  return { perplexity: Math.exp(nll), nll, tokensScored: scored, windows };
 }

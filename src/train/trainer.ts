@@ -1,6 +1,7 @@
-// Training core for llama models on ggml: one graph for forward + backward (gradients accumulate over micro-batches),
-// a second graph with ggml's in-graph AdamW step per parameter (its moments persist across steps), warm-up + cosine
-// learning rate, and global gradient-norm clipping.
+// Training core for llama models on ggml: one graph for forward + hand-written backward (llama-backward.ts; gradients
+// accumulate over micro-batches) whose activations share one buffer planned by ggml-alloc, a second graph with
+// ggml's in-graph AdamW step per parameter (its moments persist across steps), warm-up + cosine learning rate, and
+// global gradient-norm clipping.
 
 import { DajianError } from "../core/errors.js";
 
@@ -12,7 +13,8 @@ import {
   type LlamaConfig,
   type WriteLlamaOptions,
 } from "./llama-gguf.js";
-import { buildLlamaForward, createLlamaWeights, type LlamaWeights } from "./llama-model.js";
+import { buildLlamaTrainGraph, createTrainInputs, type TrainInputs } from "./llama-backward.js";
+import { createLlamaWeights, type LlamaWeights } from "./llama-model.js";
 import { Rng } from "./rng.js";
 import type { BpeVocab } from "../tokenizer/index.js";
 
@@ -69,17 +71,39 @@ export interface StepResult {
   gradNorm: number;
 }
 
+/** One copy of the training graph over a slice of the batch, with its own inputs and gradient accumulators. */
+interface Replica {
+  ctx: Context;
+  io: TrainInputs;
+  loss: Tensor;
+  graph: Graph;
+  grads: Tensor[];
+  /** Target positions set to 1 by the last load(), cleared by the next (cheaper than zeroing vocab × T·B floats). */
+  hot: number[];
+}
+
 export class LlamaTrainer {
+  /** Weights, gradients, AdamW moments and inputs (persistent memory). */
   readonly ctx: Context;
+  /** The (first replica's) training graph: metadata only, its memory is one ggml-alloc buffer. */
+  readonly computeCtx: Context;
+  /** Bytes of the training graphs' ggml-alloc buffers, all replicas together. */
+  readonly computeBytes: number;
+  /**
+   * Copies of the training graph that run side by side, one thread each, on equal slices of every micro-batch:
+   * ggml synchronises its threads with a spinning barrier after every graph node, which on a busy machine costs a
+   * scheduler slice whenever a peer thread is descheduled (bench:train: 1 thread beat 2 under load), while
+   * independent single-thread graphs never wait on each other. `engine.threads` replicas when they divide the
+   * batch; otherwise one graph using all threads.
+   */
+  readonly replicas: number;
   readonly weights: LlamaWeights;
   readonly hyper: TrainHyper;
   step = 0;
-  private readonly tokens: Tensor;
-  private readonly targets: Tensor;
-  private readonly loss: Tensor;
-  private readonly gTrain: Graph;
+  private readonly reps: Replica[];
   private readonly gOpt: Graph;
   private readonly params: Tensor[];
+  /** The first replica's accumulators: where the combined gradient ends up and what AdamW reads. */
   private readonly grads: Tensor[];
   private readonly moments: Array<[Tensor, Tensor]>;
   private readonly adamHyper: Tensor;
@@ -95,26 +119,43 @@ export class LlamaTrainer {
     this.hyper = hyper;
     const { seq: T, batch: B } = hyper;
     this.V = config.vocabSize;
-    const nParams = llamaTensorShapes(config).reduce((a, s) => a + s.dims.reduce((x, y) => x * y, 1), 0);
-    // Arena: params + grads + 2 moments, one-hot targets, forward activations (per token and layer: projections,
-    // norms, FFN, T×heads attention scores in several stages; logits/softmax per token) and 3× that for backward —
-    // the budget Graph.backward() checks. Over-reserving is cheap: untouched pages never become resident.
-    const perTok = config.layers * (16 * config.dim + 6 * config.ffn + 6 * config.heads * T) + 6 * this.V;
-    const actBytes = T * B * perTok * 4;
-    const memBytes = Math.ceil(nParams * 16 + this.V * T * B * 4 + actBytes * 4 * 1.2) + (64 << 20);
+    const R = engine.threads > 1 && B % engine.threads === 0 ? engine.threads : 1;
+    this.replicas = R;
+    const shapes = llamaTensorShapes(config);
+    const nParams = shapes.reduce((a, s) => a + s.dims.reduce((x, y) => x * y, 1), 0);
+    // Persistent memory, exactly: weights + 2 AdamW moments + one gradient set per replica, the inputs (one-hot
+    // targets, tokens, positions, mask), tensor and graph metadata. Activations live in the graphs' ggml-alloc buffers.
+    const graphSize = 512 + config.layers * 512; // ~150 nodes per layer, checked against ops + nodes
+    const memBytes =
+      nParams * (12 + 4 * R) +
+      (this.V * T * B + T * B + R * (T * T + T + 8)) * 4 +
+      (shapes.length * (3 + R) + 16 * R) * 512 +
+      (4 << 20);
     this.ctx = engine.context({ memBytes });
     this.weights = createLlamaWeights(this.ctx, config, init ?? initLlamaWeights(config, hyper.seed ?? 1));
     this.params = [...this.weights.tensors.values()];
-    for (const p of this.params) this.ctx.param(p);
-    const fwd = buildLlamaForward(this.ctx, this.weights, T, B);
-    this.tokens = fwd.tokens;
-    this.targets = this.ctx.tensor([this.V, T * B]).name("targets");
-    this.loss = this.ctx.loss(this.ctx.crossEntropyLoss(this.ctx.reshape(fwd.logits, [this.V, T * B]), this.targets));
-    this.gTrain = this.ctx.graph({ grads: true, size: 16384 }).expand(this.loss).backward();
-    this.grads = this.params.map((p) => this.gTrain.grad(p) as Tensor);
+    for (const p of this.params) this.ctx.param(p); // ggml_opt_step_adamw requires the flag
+    this.reps = [];
+    for (let r = 0; r < R; r++) {
+      const gradMap = new Map<string, Tensor>();
+      for (const [name, p] of this.weights.tensors)
+        gradMap.set(name, this.ctx.tensor(p.shape).name(`grad${r}.${name}`).zero());
+      const io = createTrainInputs(this.ctx, this.V, T, B / R);
+      const ctx = engine.context({ memBytes: 48 << 20, noAlloc: true, uses: [this.ctx] });
+      const built = buildLlamaTrainGraph(ctx, this.weights, gradMap, io, T, B / R, {
+        threads: R > 1 ? 1 : engine.threads,
+      });
+      const graph = ctx.graph({ size: graphSize });
+      for (const n of built.nodes) graph.expand(n);
+      graph.allocate();
+      this.reps.push({ ctx, io, loss: built.loss, graph, grads: [...gradMap.values()], hot: [] });
+    }
+    this.computeCtx = this.reps[0].ctx;
+    this.computeBytes = this.reps.reduce((a, r) => a + r.graph.bufferBytes, 0);
+    this.grads = this.reps[0].grads; // same order as params
     this.adamHyper = this.ctx.tensor([7]).name("adamw");
     this.moments = this.params.map((p) => [this.ctx.tensor(p.shape).zero(), this.ctx.tensor(p.shape).zero()]);
-    this.gOpt = this.ctx.graph({ size: 16384 });
+    this.gOpt = this.ctx.graph({ size: shapes.length * 4 + 64 });
     this.params.forEach((p, i) => {
       this.gOpt.expand(this.ctx.adamwStep(p, this.grads[i], this.moments[i][0], this.moments[i][1], this.adamHyper));
     });
@@ -124,54 +165,90 @@ export class LlamaTrainer {
     return this.params.reduce((a, p) => a + p.numel, 0);
   }
 
-  /** Fill inputs: `batch` is B rows of T+1 token ids (inputs and the next-token targets). */
+  /** Fill inputs: `batch` is B rows of T+1 token ids (inputs and the next-token targets), split among replicas. */
   private load(batch: number[][]): void {
     const { seq: T, batch: B } = this.hyper;
     if (batch.length !== B || batch.some((r) => r.length !== T + 1)) {
       throw new DajianError("invalid_input", `micro-batch must be ${B} rows of ${T + 1} tokens`, "fix the data loader");
     }
-    const ids = new Int32Array(T * B);
-    const tv = this.targets.view();
-    tv.fill(0);
-    batch.forEach((row, b) => {
-      for (let t = 0; t < T; t++) {
-        ids[b * T + t] = row[t];
-        const y = row[t + 1];
-        if (y < 0 || y >= this.V)
+    for (const row of batch) {
+      for (const y of row) {
+        if (!(Number.isInteger(y) && y >= 0 && y < this.V))
           throw new DajianError("invalid_input", `token id ${y} out of range`, "retokenize the data");
-        tv[(b * T + t) * this.V + y] = 1;
       }
+    }
+    const per = B / this.reps.length;
+    this.reps.forEach((rep, r) => {
+      const ids = new Int32Array(T * per);
+      const tv = rep.io.targets.view();
+      for (const i of rep.hot) tv[i] = 0;
+      rep.hot = [];
+      batch.slice(r * per, (r + 1) * per).forEach((row, b) => {
+        for (let t = 0; t < T; t++) {
+          ids[b * T + t] = row[t];
+          const i = (b * T + t) * this.V + row[t + 1];
+          tv[i] = 1;
+          rep.hot.push(i);
+        }
+      });
+      rep.io.tokens.set(ids);
     });
-    this.tokens.set(ids);
   }
 
-  /** Mean loss of one micro-batch without touching the weights. */
-  async evaluate(batch: number[][]): Promise<number> {
+  private zeroGrads(): void {
+    for (const rep of this.reps) for (const g of rep.grads) g.view().fill(0);
+  }
+
+  /** Forward + backward of one micro-batch on every replica at once; returns the mean loss. */
+  private async computeAll(batch: number[][]): Promise<number> {
     this.load(batch);
-    this.gTrain.reset();
-    await this.gTrain.compute(this.engine.threads);
-    return this.loss.get()[0];
+    const threads = this.reps.length > 1 ? 1 : this.engine.threads;
+    await Promise.all(this.reps.map((r) => r.graph.compute(threads)));
+    return this.reps.reduce((a, r) => a + r.loss.get()[0], 0) / this.reps.length;
+  }
+
+  /** Sum the replicas' gradients into the first one's, times `scale`; returns the squared norm of the result. */
+  private combineGrads(scale: number): number {
+    let sq = 0;
+    this.grads.forEach((g, i) => {
+      const v = g.view();
+      const others = this.reps.slice(1).map((r) => r.grads[i].view());
+      for (let j = 0; j < v.length; j++) {
+        let x = v[j];
+        for (const o of others) x += o[j];
+        x *= scale;
+        v[j] = x;
+        sq += x * x;
+      }
+    });
+    return sq;
+  }
+
+  /** Mean loss of one micro-batch without touching the weights (its gradients are then available). */
+  async evaluate(batch: number[][]): Promise<number> {
+    this.zeroGrads();
+    const loss = await this.computeAll(batch);
+    this.combineGrads(1 / this.reps.length);
+    return loss;
   }
 
   /** One optimizer step over `accum` micro-batches. */
   async trainStep(microBatches: number[][][]): Promise<StepResult> {
     const K = microBatches.length;
     if (K < 1) throw new DajianError("invalid_input", "no micro-batches", "give at least one");
-    this.gTrain.reset();
+    this.zeroGrads();
     let lossSum = 0;
-    for (const mb of microBatches) {
-      this.load(mb);
-      await this.gTrain.compute(this.engine.threads);
-      lossSum += this.loss.get()[0];
-    }
-    // Average over micro-batches and clip by the global norm, in place on the gradient accumulators.
-    let sq = 0;
-    const views = this.grads.map((g) => g.view());
-    for (const v of views) for (let i = 0; i < v.length; i++) sq += v[i] * v[i];
-    const norm = Math.sqrt(sq) / K;
+    for (const mb of microBatches) lossSum += await this.computeAll(mb);
+    // Mean over replicas and micro-batches, then clip by the global norm, in place on the accumulators.
+    const norm = Math.sqrt(this.combineGrads(1 / (K * this.reps.length)));
     const clip = this.hyper.clip ?? 1;
-    const scale = (1 / K) * (clip > 0 && norm > clip ? clip / norm : 1);
-    if (scale !== 1) for (const v of views) for (let i = 0; i < v.length; i++) v[i] *= scale;
+    if (clip > 0 && norm > clip) {
+      const s = clip / norm;
+      for (const g of this.grads) {
+        const v = g.view();
+        for (let i = 0; i < v.length; i++) v[i] *= s;
+      }
+    }
     const h = this.hyper;
     const lr = learningRate(h, this.step);
     const t = this.step + 1;
@@ -181,6 +258,13 @@ export class LlamaTrainer {
     await this.gOpt.compute(this.engine.threads);
     this.step++;
     return { step: this.step, loss: lossSum / K, lr, gradNorm: norm };
+  }
+
+  /** Time the first replica's forward + backward over `batch` node by node, summed per ggml op (slower than a step). */
+  profile(batch: number[][], shapes = false): Array<{ op: string; ms: number; count: number }> {
+    this.load(batch);
+    this.zeroGrads();
+    return this.reps[0].graph.profile(this.reps.length > 1 ? 1 : this.engine.threads, { shapes });
   }
 
   /** Gradient accumulator of one weight after evaluate()/trainStep() (copy). */
@@ -209,7 +293,14 @@ export class LlamaTrainer {
     return writeLlamaGguf(path, this.config, vocab, (n) => this.weight(n), opts);
   }
 
+  /** Live weight and AdamW moment tensors by name, in a fixed order (checkpoints read and restore them; with `step`). */
+  stateTensors(): Array<{ name: string; weight: Tensor; m: Tensor; v: Tensor }> {
+    const names = [...this.weights.tensors.keys()];
+    return this.params.map((p, i) => ({ name: names[i], weight: p, m: this.moments[i][0], v: this.moments[i][1] }));
+  }
+
   dispose(): void {
+    for (const r of this.reps) r.ctx.dispose();
     this.ctx.dispose();
   }
   [Symbol.dispose](): void {

@@ -1,0 +1,217 @@
+// The llama training graph with a hand-written backward pass. ggml's autograd differentiates mul_mat with two
+// OUT_PROD ops, which on the CPU run as row-by-row multiply-adds at a fraction of mul_mat's speed (bench:engine:
+// 2.3× vs 6.6× the forward time for one weight gradient). Here every weight gradient is a mul_mat on transposed
+// copies and every input gradient a mul_mat with the transposed weight, so the whole step runs on ggml's fastest
+// kernel. The non-matmul parts reuse ggml's own backward kernels (rms_norm_back, rope_back, soft_max_back,
+// silu_back, get_rows_back, cross_entropy_loss_back), the same ones its autograd would emit.
+// The graph lives in a noAlloc context: Graph.allocate() lets activations share memory once their readers are done.
+
+import { DajianError } from "../core/errors.js";
+import { GgmlType } from "../gguf/index.js";
+import type { Context, Tensor } from "../engine/index.js";
+import type { LlamaWeights } from "./llama-model.js";
+
+/** Inputs the caller owns (in an allocated context) and refills before each compute. */
+export interface TrainInputs {
+  /** i32 [T·B]: sequence b at [b·T, (b+1)·T). */
+  tokens: Tensor;
+  /** f32 [vocab, T·B]: one-hot next tokens. */
+  targets: Tensor;
+  /** i32 [T]: 0..T-1. */
+  pos: Tensor;
+  /** f32 [T, T]: 0 on and below the diagonal, -inf above (causal mask). */
+  mask: Tensor;
+  /** f32 [1] = 1: the loss gradient seed. */
+  one: Tensor;
+}
+
+/** Allocate the inputs of buildLlamaTrainGraph in an allocating context. */
+export function createTrainInputs(ctx: Context, vocab: number, T: number, B: number): TrainInputs {
+  const mask = new Float32Array(T * T);
+  for (let t = 0; t < T; t++) for (let s = t + 1; s < T; s++) mask[t * T + s] = -Infinity;
+  return {
+    tokens: ctx.tensor([T * B], GgmlType.I32).name("tokens"),
+    targets: ctx
+      .tensor([vocab, T * B])
+      .name("targets")
+      .zero(),
+    pos: ctx
+      .tensor([T], GgmlType.I32)
+      .name("pos")
+      .set(Array.from({ length: T }, (_, i) => i)),
+    mask: ctx.tensor([T, T]).name("kq_mask").set(mask),
+    one: ctx.tensor([1]).name("dloss").set([1]),
+  };
+}
+
+/**
+ * Build forward + backward for one micro-batch in `ctx` (noAlloc, using the contexts of `w`, `grads` and `io`).
+ * Each weight's gradient is added into `grads.get(name)` (same shape), so several computes accumulate.
+ * Returns the loss (marked as output) and the nodes to expand into a graph, loss first.
+ */
+export function buildLlamaTrainGraph(
+  ctx: Context,
+  w: LlamaWeights,
+  grads: Map<string, Tensor>,
+  io: TrainInputs,
+  T: number,
+  B: number,
+  opts: { threads?: number } = {},
+): { loss: Tensor; nodes: Tensor[] } {
+  const c = w.config;
+  const N = T * B;
+  const hd = c.dim / c.heads;
+  const H = c.heads;
+  const KV = c.kvHeads;
+  const rep = H / KV;
+  const scale = 1 / Math.sqrt(hd);
+  const rope = { freqBase: c.ropeTheta, nCtxOrig: c.contextLength };
+  const W = (n: string): Tensor => {
+    const t = w.tensors.get(n);
+    if (!t) throw new DajianError("internal", `weight ${n} missing`, "report this bug");
+    return t;
+  };
+  const contrib = new Map<string, Tensor[]>();
+  const addGrad = (name: string, g: Tensor): void => {
+    const list = contrib.get(name) ?? [];
+    list.push(g);
+    contrib.set(name, list);
+  };
+  // Transposed copies, made once per tensor: q/k/v share their input, and so do gate/up.
+  const transposed = new Map<Tensor, Tensor>();
+  const T2 = (t: Tensor): Tensor => {
+    let r = transposed.get(t);
+    if (!r) transposed.set(t, (r = ctx.cont(ctx.transpose(t))));
+    return r;
+  };
+  /** y = W x and, later, its backward: dx = Wᵀ dy, dW = x dyᵀ — both as mul_mat. */
+  const linear = (name: string, x: Tensor): Tensor => ctx.mulMat(W(name), x);
+  const linearBack = (name: string, x: Tensor, dy: Tensor): Tensor => {
+    addGrad(name, ctx.mulMat(T2(x), T2(dy)));
+    return ctx.mulMat(T2(W(name)), dy);
+  };
+  const norm = (x: Tensor, name: string): { n: Tensor; y: Tensor } => {
+    const n = ctx.rmsNorm(x, c.normEps);
+    return { n, y: ctx.mul(n, W(name)) };
+  };
+  /** Gradient w.r.t. x of y = rmsNorm(x)·g, adding g's gradient. */
+  const normBack = (x: Tensor, n: Tensor, name: string, dy: Tensor): Tensor => {
+    addGrad(name, ctx.repeatBack(ctx.mul(dy, n), W(name)));
+    return ctx.rmsNormBack(ctx.mul(dy, W(name)), x, c.normEps);
+  };
+  /** Sum the gradients of the query heads that share one kv head: [hd, T, H, B] → [hd, T, KV, B]. */
+  // Batched attention products. ggml's mul_mat hands a contiguous right operand to llamafile's sgemm one
+  // (head, sequence) slice at a time with a thread barrier per slice — on a busy machine a descheduled thread stalls
+  // every barrier (bench: 0.2 vs 5.5 GFLOP/s with 2 threads). A non-contiguous right operand takes ggml's own tiled
+  // kernel, which splits all slices among threads at once. So heads and sequences are kept in two physical orders:
+  // "HB" ([…, heads, batch], what the shapes say) and "BH" ([…, batch, heads]); each product reads one operand
+  // through a permuted view of the other order.
+  // With one thread there are no barriers, and llamafile's sgemm is the faster kernel for the k = head-size products
+  // (scores and their gradient): their right operands stay contiguous then.
+  const oneThread = (opts.threads ?? 1) === 1;
+  const swapHB = (t: Tensor): Tensor => ctx.permute(t, [0, 1, 3, 2]);
+  /** [hd, heads, T, B] → [hd, T, heads, B]: contiguous, or a view of BH storage when threads must not meet. */
+  const headsMajor = (t: Tensor): Tensor =>
+    oneThread ? ctx.cont(ctx.permute(t, [0, 2, 1, 3])) : swapHB(ctx.cont(ctx.permute(t, [0, 3, 1, 2])));
+  /** mul_mat of two HB operands computed in BH order: the result is stored [r0, r1, B, H]. */
+  const mmBH = (a: Tensor, b: Tensor): Tensor => ctx.mulMat(swapHB(a), swapHB(b));
+  /** [d, T, B, heads] (BH) → [d, heads, T, B] contiguous, the projections' layout. */
+  const fromBH = (t: Tensor): Tensor => ctx.cont(ctx.permute(t, [0, 2, 3, 1]));
+  /** Sum the gradients of the query heads that share one kv head: [hd, T, B, H] → [hd, T, B, KV] (BH order). */
+  const kvLike = rep === 1 ? null : ctx.tensor([hd * T, B, 1, KV]);
+  const headReduce = (g: Tensor): Tensor =>
+    kvLike ? ctx.reshape(ctx.repeatBack(ctx.reshape(g, [hd * T, B, rep, KV]), kvLike), [hd, T, B, KV]) : g;
+
+  // ---- forward, keeping what the backward reads --------------------------------------------------------------
+  interface Saved {
+    x: Tensor;
+    n1: Tensor;
+    h: Tensor;
+    Q: Tensor;
+    K: Tensor;
+    Vh: Tensor;
+    P: Tensor;
+    M: Tensor;
+    x1: Tensor;
+    n2: Tensor;
+    h2: Tensor;
+    a: Tensor;
+    b: Tensor;
+    f: Tensor;
+  }
+  const saved: Saved[] = [];
+  let x = ctx.getRows(W("token_embd.weight"), io.tokens); // [dim, N]
+  for (let l = 0; l < c.layers; l++) {
+    const p = `blk.${l}.`;
+    const { n: n1, y: h } = norm(x, `${p}attn_norm.weight`);
+    const q = ctx.rope(ctx.reshape(linear(`${p}attn_q.weight`, h), [hd, H, T, B]), io.pos, hd, rope);
+    const k = ctx.rope(ctx.reshape(linear(`${p}attn_k.weight`, h), [hd, KV, T, B]), io.pos, hd, rope);
+    const v = ctx.reshape(linear(`${p}attn_v.weight`, h), [hd, KV, T, B]);
+    const Q = headsMajor(q); // [hd, T, H, B]
+    const K = ctx.cont(ctx.permute(k, [0, 2, 1, 3])); // [hd, T, KV, B]; mul_mat maps query head h to kv h/rep
+    const Vh = ctx.cont(ctx.permute(v, [0, 2, 1, 3])); // [hd, T, KV, B]
+    const P = ctx.softMaxExt(ctx.mulMat(K, Q), io.mask, scale); // [T_key, T_query, H, B]
+    const M = ctx.reshape(fromBH(mmBH(T2(Vh), P)), [c.dim, N]);
+    const x1 = ctx.add(x, linear(`${p}attn_output.weight`, M));
+    const { n: n2, y: h2 } = norm(x1, `${p}ffn_norm.weight`);
+    const a = linear(`${p}ffn_gate.weight`, h2);
+    const b = linear(`${p}ffn_up.weight`, h2);
+    const f = ctx.swiglu(a, b);
+    saved.push({ x, n1, h, Q, K, Vh, P, M, x1, n2, h2, a, b, f });
+    x = ctx.add(x1, linear(`${p}ffn_down.weight`, f));
+  }
+  const { n: nf, y: hf } = norm(x, "output_norm.weight");
+  const outName = c.tiedEmbeddings ? "token_embd.weight" : "output.weight";
+  const logits = linear(outName, hf); // [vocab, N]
+  const loss = ctx.output(ctx.loss(ctx.crossEntropyLoss(logits, io.targets)));
+
+  // ---- backward ------------------------------------------------------------------------------------------------
+  let dx = normBack(
+    x,
+    nf,
+    "output_norm.weight",
+    linearBack(outName, hf, ctx.crossEntropyLossBack(io.one, logits, io.targets)),
+  );
+  for (let l = c.layers - 1; l >= 0; l--) {
+    const p = `blk.${l}.`;
+    const s = saved[l];
+    // x2 = x1 + W_down · swiglu(W_gate h2, W_up h2)
+    const df = linearBack(`${p}ffn_down.weight`, s.f, dx);
+    const da = ctx.siluBack(ctx.mul(df, s.b), s.a);
+    const db = ctx.mul(df, ctx.silu(s.a));
+    const dh2 = ctx.add(linearBack(`${p}ffn_gate.weight`, s.h2, da), linearBack(`${p}ffn_up.weight`, s.h2, db));
+    const dx1 = ctx.add(dx, normBack(s.x1, s.n2, `${p}ffn_norm.weight`, dh2));
+    // x1 = x + W_o · attention
+    const dM = linearBack(`${p}attn_output.weight`, s.M, dx1);
+    const dA = headsMajor(ctx.reshape(dM, [hd, H, T, B])); // [hd, T, H, B]
+    const dP = ctx.mulMat(s.Vh, dA); // [T_key, T_query, H, B]
+    const dV = headReduce(mmBH(T2(dA), T2(s.P))); // [hd, T, B, KV]
+    const dS = ctx.softMaxBack(dP, s.P, scale);
+    const dQ = mmBH(T2(s.K), dS); // [hd, T, B, H]
+    const dK = headReduce(mmBH(T2(s.Q), T2(dS))); // [hd, T, B, KV]
+    const back = (g: Tensor, heads: number): Tensor =>
+      ctx.reshape(ctx.ropeBack(fromBH(g), io.pos, hd, rope), [hd * heads, N]);
+    const dq = back(dQ, H);
+    const dk = back(dK, KV);
+    const dv = ctx.reshape(fromBH(dV), [hd * KV, N]);
+    const dh = ctx.add(
+      ctx.add(linearBack(`${p}attn_q.weight`, s.h, dq), linearBack(`${p}attn_k.weight`, s.h, dk)),
+      linearBack(`${p}attn_v.weight`, s.h, dv),
+    );
+    dx = ctx.add(dx1, normBack(s.x, s.n1, `${p}attn_norm.weight`, dh));
+  }
+  addGrad("token_embd.weight", ctx.getRowsBack(dx, io.tokens, W("token_embd.weight")));
+
+  const nodes: Tensor[] = [loss];
+  for (const [name, list] of contrib) {
+    const acc = grads.get(name);
+    if (!acc) throw new DajianError("internal", `no gradient accumulator for ${name}`, "report this bug");
+    nodes.push(
+      ctx.addInPlace(
+        acc,
+        list.reduce((s, g) => ctx.add(s, g)),
+      ),
+    );
+  }
+  return { loss, nodes };
+}
