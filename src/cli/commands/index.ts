@@ -9,6 +9,10 @@ import { registerEvalRetrieval } from "./eval-retrieval.js";
 import { registerPrepare } from "./prepare.js";
 import { registerModels } from "./models.js";
 import { registerAsk } from "./ask.js";
+import { registerConvert } from "./convert.js";
+import { registerData } from "./data.js";
+import { registerFinetuneCommands } from "./finetune.js";
+import { registerTrain } from "./train.js";
 
 export type RegisterCommands = (program: Command) => void;
 
@@ -22,4 +26,8 @@ export const COMMANDS: RegisterCommands[] = [
   registerModels,
   registerAsk,
   registerPrepare,
+  registerConvert,
+  registerData,
+  registerFinetuneCommands,
+  registerTrain,
 ];

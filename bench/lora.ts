@@ -1,0 +1,303 @@
+// npm run bench:lora — LoRA fine-tuning throughput and peak memory, side by side in one run:
+//   dajian LoRA r=8 and r=64 (all of q,k,v,o,gate,up,down) over a frozen F32 base, dajian full fine-tuning of the same
+//   model, and a hand-written PyTorch LoRA (bench/lora_torch.py) on the same weights, rows and loss masks (CPU);
+// plus LoRA over a Q8_0 base against the F32 base: validation loss on held-out company questions after the same steps.
+// Every side runs in its own process, so peak RSS (VmHWM) is its own; "training MiB" subtracts the peak RSS the
+// process had before its trainer existed (Node/tsx or Python/torch runtime, the rows), which is not the method's.
+// lora8:f16 / lora8:f32 keep a stored transposed base copy (LoraOptions.baseTranspose) instead of the in-graph one.
+// Env: STEPS (8, timed after 2 warm-up steps), THREADS (2), DIM (256), LAYERS (4), FFN (688), SEQ (128), BATCH (4),
+// Q8_STEPS (100), SKIP_TORCH=1, PYTHON (interpreter with torch + numpy).
+// Targets (issue 6): LoRA memory ≤ 40 % of full fine-tuning; throughput ≥ 1.0× PyTorch LoRA; Q8_0 within 5 % of F32.
+
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ChatFormatter, encodeExamples } from "../src/data/sft.js";
+import { Engine } from "../src/engine/index.js";
+import { GgufReader } from "../src/gguf/index.js";
+import { llamaTensorShapes, writeLlamaGguf } from "../src/train/llama-gguf.js";
+import { readLlamaConfig } from "../src/train/llama-model.js";
+import { companyQa, trainCompanyBase } from "../src/train/lora/company.js";
+import { LoraTrainer, parseTargets, type BaseTranspose, type SftRow } from "../src/train/lora/trainer.js";
+import { Rng } from "../src/train/rng.js";
+import { writeTinyLlamaGguf } from "../src/train/tiny-model.js";
+import { LlamaTrainer } from "../src/train/trainer.js";
+
+const env = (k: string, d: number): number => (process.env[k] ? Number(process.env[k]) : d);
+const WARM = 2;
+const ALL = parseTargets("q,k,v,o,gate,up,down");
+
+interface Cfg {
+  threads: number;
+  seq: number;
+  batch: number;
+  steps: number;
+  lr: number;
+  alpha: number;
+  vocab: number;
+  layers: number;
+  dim: number;
+  heads: number;
+  kvHeads: number;
+  normEps: number;
+  ropeTheta: number;
+  tensors: Array<[string, number[]]>;
+}
+
+interface Side {
+  stepSeconds: number[];
+  losses: number[];
+  peakRss: number;
+  /** Peak RSS before the trainer existed (runtime, imports, rows): subtracted to get the training's own memory. */
+  baseRss: number;
+  version?: string;
+}
+
+function peakRss(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) * 1024 : process.resourceUsage().maxRSS * 1024;
+}
+
+function readRows(dir: string, c: Cfg): SftRow[][] {
+  const ib = readFileSync(join(dir, "rows.i32"));
+  const ids = new Int32Array(ib.buffer.slice(ib.byteOffset, ib.byteOffset + ib.byteLength));
+  const mask = readFileSync(join(dir, "masks.u8"));
+  const per = c.seq + 1;
+  return Array.from({ length: c.steps }, (_, s) =>
+    Array.from({ length: c.batch }, (_, b) => {
+      const at = (s * c.batch + b) * per;
+      return { ids: Array.from(ids.subarray(at, at + per)), mask: Array.from(mask.subarray(at, at + per)) };
+    }),
+  );
+}
+
+/** One dajian side in its own process: "lora8", "lora64", "full". */
+async function worker(mode: string, dir: string): Promise<void> {
+  const c = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Cfg;
+  const rows = readRows(dir, c);
+  const engine = new Engine({ threads: c.threads });
+  const base = join(dir, "base.gguf");
+  const hyper = { seq: c.seq, batch: c.batch, lr: c.lr, totalSteps: c.steps, warmupSteps: 0 };
+  const out: Side = { stepSeconds: [], losses: [], peakRss: 0, baseRss: peakRss() };
+  if (mode === "full") {
+    using r = GgufReader.open(base);
+    const config = readLlamaConfig(r);
+    using tr = new LlamaTrainer(engine, config, { ...hyper, weightDecay: 0 }, (n) => r.tensorF32(n));
+    for (const step of rows) {
+      const t0 = performance.now();
+      out.losses.push((await tr.trainStep([step.map((x) => x.ids)])).loss);
+      out.stepSeconds.push((performance.now() - t0) / 1000);
+    }
+  } else {
+    const [rank, baseTranspose] = [Number(mode.slice(4).split(":")[0]), mode.split(":")[1] as BaseTranspose];
+    using tr = new LoraTrainer(engine, base, { rank, alpha: c.alpha, dropout: 0, targets: ALL, baseTranspose }, hyper);
+    for (const step of rows) {
+      const t0 = performance.now();
+      out.losses.push((await tr.trainStep([step])).loss);
+      out.stepSeconds.push((performance.now() - t0) / 1000);
+    }
+  }
+  out.peakRss = peakRss();
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
+
+function runSide(cmd: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Side> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...extraEnv } });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.on("error", rej);
+    child.on("close", (code) => {
+      if (code !== 0) return rej(new Error(`${cmd} ${args.join(" ")} exited with ${code}`));
+      try {
+        res(JSON.parse(out.trim().split("\n").pop() ?? "") as Side);
+      } catch (e) {
+        rej(e instanceof Error ? e : new Error(String(e)));
+      }
+    });
+  });
+}
+
+function findPython(): string | null {
+  for (const py of [process.env.PYTHON, "/usr/bin/python3", "python3"].filter((x): x is string => Boolean(x))) {
+    try {
+      execFileSync(py, ["-c", "import torch, numpy"], { stdio: "ignore" });
+      return py;
+    } catch {
+      /* next */
+    }
+  }
+  return null;
+}
+
+const median = (a: number[]): number => {
+  const s = a.slice().sort((x, y) => x - y);
+  return s.length ? s[Math.floor(s.length / 2)] : NaN;
+};
+
+/** Q8_0 vs F32 base: the same LoRA run on both; validation loss on the held-out company questions. */
+async function q8VsF32(dir: string, threads: number): Promise<{ f32: number; q8: number; steps: number }> {
+  const engine = new Engine({ threads });
+  const b = await trainCompanyBase(engine, join(dir, "company-f32.gguf"), { steps: 200 });
+  const q8 = join(dir, "company-q8.gguf");
+  {
+    using r = GgufReader.open(b.path);
+    writeLlamaGguf(q8, b.config, b.vocab, (n) => r.tensorF32(n), { type: "Q8_0" });
+  }
+  const f = ChatFormatter.fromGguf(b.path);
+  const toExamples = (split: "train" | "heldout") =>
+    companyQa(split).map((p, i) => ({
+      source: `${split}:${i}`,
+      messages: [
+        { role: "user" as const, content: p.question },
+        { role: "assistant" as const, content: p.answer },
+      ],
+    }));
+  const train = encodeExamples(toExamples("train"), f);
+  const held = encodeExamples(toExamples("heldout"), f);
+  const steps = env("Q8_STEPS", 100);
+  const seq = Math.max(...[...train, ...held].map((r) => r.ids.length)) - 1;
+  const run = async (path: string): Promise<number> => {
+    using tr = new LoraTrainer(
+      engine,
+      path,
+      { rank: 8, alpha: 16, dropout: 0, targets: ALL },
+      {
+        seq,
+        batch: 6,
+        lr: 1e-2,
+        totalSteps: steps,
+        warmupSteps: 5,
+        seed: 1,
+      },
+    );
+    const rng = new Rng(7);
+    for (let s = 0; s < steps; s++) await tr.trainStep([Array.from({ length: 6 }, () => train[rng.int(train.length)])]);
+    let sum = 0;
+    let n = 0;
+    for (let i = 0; i < held.length; i += 6) {
+      const e = await tr.evaluate(held.slice(i, i + 6));
+      sum += e.lossSum;
+      n += e.tokens;
+    }
+    return sum / n;
+  };
+  return { f32: await run(b.path), q8: await run(q8), steps };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "dajian-bench-lora-"));
+  try {
+    const threads = env("THREADS", 2);
+    const m = writeTinyLlamaGguf(join(dir, "base.gguf"), {
+      dim: env("DIM", 256),
+      layers: env("LAYERS", 4),
+      heads: 8,
+      kvHeads: 4,
+      ffn: env("FFN", 688),
+      contextLength: 512,
+      std: 0.02,
+    });
+    const c: Cfg = {
+      threads,
+      seq: env("SEQ", 128),
+      batch: env("BATCH", 4),
+      steps: env("STEPS", 8) + WARM,
+      lr: 1e-3,
+      alpha: 16,
+      vocab: m.config.vocabSize,
+      layers: m.config.layers,
+      dim: m.config.dim,
+      heads: m.config.heads,
+      kvHeads: m.config.kvHeads,
+      normEps: m.config.normEps,
+      ropeTheta: m.config.ropeTheta,
+      tensors: llamaTensorShapes(m.config).map((s) => [s.name, s.dims]),
+    };
+    writeFileSync(join(dir, "config.json"), JSON.stringify(c));
+    // Rows: random tokens; the second half of each row is the trained "answer".
+    const rng = new Rng(3);
+    const n = c.steps * c.batch * (c.seq + 1);
+    const ids = new Int32Array(n).map(() => rng.int(c.vocab));
+    const masks = new Uint8Array(n).map((_, i) => (i % (c.seq + 1) > c.seq / 2 ? 1 : 0));
+    writeFileSync(join(dir, "rows.i32"), ids);
+    writeFileSync(join(dir, "masks.u8"), masks);
+    {
+      using r = GgufReader.open(m.path);
+      const parts = c.tensors.map(([name]) => Buffer.from(r.tensorF32(name).buffer));
+      writeFileSync(join(dir, "weights.f32"), Buffer.concat(parts));
+    }
+    const self = [...process.execArgv, process.argv[1], "--worker"];
+    const sides: Array<[string, Side | null, string]> = [];
+    // lora8:f16 / lora8:f32 keep a transposed copy of the base for dx = Wᵀ dy instead of transposing it per step.
+    for (const mode of ["full", "lora8", "lora64", "lora8:f16", "lora8:f32"]) {
+      sides.push([mode, await runSide(process.execPath, [...self, mode, dir]), "dajian"]);
+    }
+    const py = process.env.SKIP_TORCH ? null : findPython();
+    const torchEnv = { OPENBLAS_CORETYPE: undefined, OPENBLAS_L2_SIZE: undefined };
+    for (const r of [8, 64]) {
+      if (!py) sides.push([`torch-lora${r}`, null, "PyTorch"]);
+      else
+        sides.push([`torch-lora${r}`, await runSide(py, ["bench/lora_torch.py", dir, String(r)], torchEnv), "PyTorch"]);
+    }
+    const tokens = c.seq * c.batch;
+    const stat = (s: Side | null) =>
+      s
+        ? {
+            ms: median(s.stepSeconds.slice(WARM)) * 1000,
+            mib: s.peakRss / 2 ** 20,
+            own: (s.peakRss - (s.baseRss ?? 0)) / 2 ** 20,
+          }
+        : null;
+    const full = stat(sides[0][1]);
+    const torch = (r: number) => stat(sides.find((x) => x[0] === `torch-lora${r}`)?.[1] ?? null);
+    console.log(
+      `\nbench:lora — llama dim ${c.dim}, ${c.layers} layers, ffn ${m.config.ffn}, vocab ${c.vocab}, seq ${c.seq} × batch ${c.batch}, ` +
+        `${threads} threads, ${c.steps - WARM} timed steps (median), LoRA on q,k,v,o,gate,up,down\n`,
+    );
+    console.log(
+      "side              ms/step   tokens/s   peak RSS MiB   training MiB   memory vs full   tokens/s vs PyTorch LoRA",
+    );
+    for (const [name, s] of sides) {
+      const st = stat(s);
+      if (!st) {
+        console.log(
+          `${name.padEnd(16)}  skipped: python3 with torch + numpy not found (apt-get install python3-torch)`,
+        );
+        continue;
+      }
+      const r = name.startsWith("lora") ? parseInt(name.slice(4), 10) : null;
+      const t = r ? torch(r) : null;
+      console.log(
+        `${name.padEnd(16)}  ${st.ms.toFixed(1).padStart(7)}  ${(tokens / (st.ms / 1000)).toFixed(0).padStart(9)}  ` +
+          `${st.mib.toFixed(0).padStart(13)}  ${st.own.toFixed(0).padStart(13)}  ` +
+          `${full ? `${((100 * st.own) / full.own).toFixed(0)} %`.padStart(15) : ""}` +
+          `  ${t ? `${(t.ms / st.ms).toFixed(2)}×`.padStart(10) : ""}`,
+      );
+    }
+    const q = await q8VsF32(dir, threads);
+    console.log(
+      `\nLoRA r=8 over the company base, ${q.steps} steps, validation loss on held-out questions: ` +
+        `F32 base ${q.f32.toFixed(4)} · Q8_0 base ${q.q8.toFixed(4)} · ratio ${(q.q8 / q.f32).toFixed(3)} ` +
+        `(${Math.abs(q.q8 / q.f32 - 1) <= 0.05 ? "within" : "NOT within"} 5 %)`,
+    );
+    const l8 = stat(sides[1][1]);
+    const l64 = stat(sides[2][1]);
+    if (full && l8 && l64) {
+      console.log(
+        `targets: training memory (peak RSS above the runtime's) r=8 ${((100 * l8.own) / full.own).toFixed(0)} %, ` +
+          `r=64 ${((100 * l64.own) / full.own).toFixed(0)} % of full (≤ 40 %); whole-process peak RSS ` +
+          `${((100 * l8.mib) / full.mib).toFixed(0)} % / ${((100 * l64.mib) / full.mib).toFixed(0)} %` +
+          (torch(8) && torch(64)
+            ? ` · throughput ${((torch(8)?.ms ?? 0) / l8.ms).toFixed(2)}× / ${((torch(64)?.ms ?? 0) / l64.ms).toFixed(2)}× PyTorch LoRA (≥ 1.0×)`
+            : ""),
+      );
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === "--worker") await worker(process.argv[3], process.argv[4]);
+else await main();

@@ -1,0 +1,81 @@
+// Pre-flight sizing of a LoRA run from the base's header alone: the ggml arena to reserve, the memory that will
+// actually be resident, and a rough time per step — so a run that cannot fit is refused before anything loads.
+
+import { freemem, totalmem } from "node:os";
+import { DajianError } from "../../core/errors.js";
+import { GgufReader } from "../../gguf/index.js";
+import type { LlamaConfig } from "../llama-gguf.js";
+import { inspectBase } from "./base.js";
+import type { LoraOptions } from "./trainer.js";
+
+export interface LoraEstimate {
+  config: LlamaConfig;
+  /** Frozen weight bytes as stored. */
+  baseBytes: number;
+  /** Trainable values (A and B of every targeted matrix). */
+  loraParams: number;
+  /** ggml arena for the persistent tensors (the graphs' activations get ggml-alloc buffers of their own). */
+  arenaBytes: number;
+  /** Expected peak resident bytes of the run. */
+  residentBytes: number;
+  /** Forward + backward FLOPs per optimizer micro-batch. */
+  flopsPerMicroBatch: number;
+}
+
+const DIMS: Record<string, (c: LlamaConfig) => [number, number]> = {
+  q: (c) => [c.dim, c.dim],
+  k: (c) => [c.dim, (c.dim / c.heads) * c.kvHeads],
+  v: (c) => [c.dim, (c.dim / c.heads) * c.kvHeads],
+  o: (c) => [c.dim, c.dim],
+  gate: (c) => [c.dim, c.ffn],
+  up: (c) => [c.dim, c.ffn],
+  down: (c) => [c.ffn, c.dim],
+};
+
+export function estimateLoraMemory(basePath: string, lora: LoraOptions, T: number, B: number): LoraEstimate {
+  let info;
+  {
+    using r = GgufReader.open(basePath);
+    info = inspectBase(r);
+  }
+  const c = info.config;
+  const baseBytes = info.bytes;
+  let loraParams = 0;
+  let loraPerTok = 0;
+  for (const t of lora.targets) {
+    const [i, o] = DIMS[t](c);
+    loraParams += c.layers * lora.rank * (i + o);
+    loraPerTok += c.layers * 3 * lora.rank;
+  }
+  const N = T * B;
+  const dropBytes = lora.dropout > 0 ? N * (3 * c.dim + c.ffn) * 4 : 0;
+  // Persistent: base, A/B + gradients + 2 AdamW moments, one-hot targets, dropout masks, metadata.
+  const fixed = loraParams * 16 + c.vocabSize * N * 4 + dropBytes + (16 << 20);
+  const matParams = info.tensors.filter((t) => t.dims.length === 2).reduce((a, t) => a + t.dims[0] * t.dims[1], 0);
+  const storedT = lora.baseTranspose === "f32" ? 4 : lora.baseTranspose === "f16" ? 2 : 0;
+  const arenaBytes = Math.ceil(baseBytes + fixed + matParams * storedT);
+  // The training graph's ggml-alloc buffer: what the backward reads from each layer (norm outputs, q/k/v/attention,
+  // FFN activations, A·x) plus the logits and the widest transient (a dequantized, transposed base matrix).
+  const perTok = c.layers * (8 * c.dim + 4 * c.ffn + 2 * c.heads * T) + loraPerTok + 3 * c.vocabSize;
+  const widest = Math.max(...info.tensors.map((t) => t.dims.reduce((a, b) => a * b, 1)));
+  const actBytes = (N * perTok + 2 * widest) * 4;
+  const residentBytes = Math.ceil(arenaBytes + actBytes * 1.25);
+  const attn = c.layers * c.heads * T * T * (c.dim / c.heads) * 4 * B;
+  const flopsPerMicroBatch = 4 * matParams * N + 3 * attn + 6 * loraParams * N;
+  return { config: c, baseBytes, loraParams, arenaBytes, residentBytes, flopsPerMicroBatch };
+}
+
+/** Refuse a run whose resident memory would not fit in what the machine has free. */
+export function checkFits(
+  est: LoraEstimate,
+  limitBytes = Math.min(totalmem() * 0.85, freemem() + 256 * 2 ** 20),
+): void {
+  if (est.residentBytes > limitBytes) {
+    const gib = (b: number): string => (b / 2 ** 30).toFixed(2);
+    throw new DajianError(
+      "too_large",
+      `this run needs about ${gib(est.residentBytes)} GiB but only ${gib(limitBytes)} GiB are free`,
+      "lower --max-len or --batch (use --accum to keep the effective batch), lower --rank, or use a quantized base",
+    );
+  }
+}

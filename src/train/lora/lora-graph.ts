@@ -1,0 +1,245 @@
+// The LoRA training graph with a hand-written backward pass, in a noAlloc context planned by Graph.allocate() so
+// activations share memory once their readers are done. The layout (attention in "HB"/"BH" orders, ggml's backward
+// kernels for norms, RoPE, softmax and SwiGLU) is copied from src/train/llama-backward.ts (buildLlamaTrainGraph,
+// helper A2), which offers no hook for adapters; what differs:
+//   • the base stays frozen in its stored type: no weight or norm gradients, and no gradient below the first layer;
+//   • each adapted projection is y = W x + s·B(A x̃) (x̃ = dropout(x)) with dx = Wᵀ dy + s·mask⊙Aᵀ(Bᵀ dy),
+//     dB = s·dy (A x̃)ᵀ, dA = s·(Bᵀ dy) x̃ᵀ — every product a mul_mat;
+//   • Wᵀ dy needs W with the output dimension innermost. ggml cannot copy a transposed view of a block-quantized
+//     tensor, so quantized bases are first dequantized (get_rows, which decodes every type) and then transposed,
+//     F32/F16 ones transposed directly — inside the graph, so the copy lives only until its one reader has run and
+//     ggml-alloc reuses its memory (a stored transposed copy would cost 2–4 bytes per base weight for good;
+//     bench:lora measures the trade-off, docs/arch/lora.md reports it);
+//   • the loss is masked: untrained rows get logits·0 and uniform targets (see trainer.ts).
+
+import { DajianError } from "../../core/errors.js";
+import { GgmlType } from "../../gguf/index.js";
+import type { Context, Tensor } from "../../engine/index.js";
+import type { LlamaWeights } from "../llama-model.js";
+
+/** One adapted projection: A [in, r], B [r, out] and their gradient accumulators (persistent, f32). */
+export interface LoraPair {
+  name: string;
+  a: Tensor;
+  b: Tensor;
+  gA: Tensor;
+  gB: Tensor;
+  inDim: number;
+  outDim: number;
+}
+
+/** Inputs the trainer owns (allocated context) and refills before each compute. */
+export interface LoraInputs {
+  /** i32 [T·B]. */
+  tokens: Tensor;
+  /** f32 [vocab, T·B]: one-hot next token on trained rows, uniform elsewhere. */
+  targets: Tensor;
+  /** f32 [1, T·B]: 1 on trained rows. */
+  rowMask: Tensor;
+  /** i32 [T]: 0..T-1. */
+  pos: Tensor;
+  /** f32 [T, T] causal mask. */
+  mask: Tensor;
+  /** f32 [1]: d(loss)/d(raw mean loss), so the step's loss is a mean over its trained tokens. */
+  lossScale: Tensor;
+  /** i32 [n] = 0..n-1 by n, for dequantizing a base matrix of n rows through get_rows. */
+  rowIds: Map<number, Tensor>;
+  /** Dropout masks by projection-input kind ("attn" = q/k/v input, "o", "ffn" = gate/up input, "down"). */
+  dropout: Map<string, Tensor>;
+  /** Stored transposed copies of base matrices ([out, in], F16 or F32), when the trainer keeps them. */
+  baseT?: Map<Tensor, Tensor>;
+}
+
+export interface LoraGraphOptions {
+  scale: number;
+  /** Build the backward pass (false: forward + loss only, for evaluation and logits). */
+  backward: boolean;
+  /** Apply the dropout masks in `io.dropout`. */
+  dropout: boolean;
+  threads?: number;
+}
+
+/** Which dropout mask a projection's input uses (q/k/v share theirs, and so do gate/up). */
+export function dropoutKind(name: string): string {
+  if (/attn_[qkv]\./.test(name)) return "attn";
+  if (name.includes("attn_output")) return "o";
+  if (/ffn_(gate|up)\./.test(name)) return "ffn";
+  return "down";
+}
+
+/** Build forward (+ backward) in `ctx` (noAlloc). Returns the raw loss, the logits and the nodes to expand. */
+export function buildLoraTrainGraph(
+  ctx: Context,
+  w: LlamaWeights,
+  pairs: ReadonlyMap<string, LoraPair>,
+  io: LoraInputs,
+  T: number,
+  B: number,
+  opts: LoraGraphOptions,
+): { loss: Tensor; logits: Tensor; nodes: Tensor[] } {
+  const c = w.config;
+  const N = T * B;
+  const hd = c.dim / c.heads;
+  const H = c.heads;
+  const KV = c.kvHeads;
+  const rep = H / KV;
+  const attnScale = 1 / Math.sqrt(hd);
+  const rope = { freqBase: c.ropeTheta, nCtxOrig: c.contextLength };
+  const W = (n: string): Tensor => {
+    const t = w.tensors.get(n);
+    if (!t) throw new DajianError("internal", `weight ${n} missing`, "report this bug");
+    return t;
+  };
+  const transposed = new Map<Tensor, Tensor>();
+  const T2 = (t: Tensor): Tensor => {
+    let r = transposed.get(t);
+    if (!r) transposed.set(t, (r = ctx.cont(ctx.transpose(t))));
+    return r;
+  };
+  /** Wᵀ of a frozen base matrix [in, out] → [out, in], made in the graph (see the header). */
+  const baseT = (wt: Tensor): Tensor => {
+    const stored = io.baseT?.get(wt);
+    if (stored) return stored;
+    if (wt.type === GgmlType.F32 || wt.type === GgmlType.F16) return ctx.cont(ctx.transpose(wt));
+    const rows = wt.shape[1];
+    const ids = io.rowIds.get(rows);
+    if (!ids) throw new DajianError("internal", `no row ids for ${rows} rows`, "report this bug");
+    return ctx.cont(ctx.transpose(ctx.getRows(wt, ids)));
+  };
+  const drop = (name: string, x: Tensor): Tensor => {
+    if (!opts.dropout) return x;
+    const m = io.dropout.get(dropoutKind(name));
+    return m ? ctx.mul(x, m) : x;
+  };
+  const grads: Tensor[] = [];
+
+  /** y = W x (+ s·B(A x̃) when adapted); keeps u = A x̃ for the backward. */
+  const lowRank = new Map<string, Tensor>();
+  const linear = (name: string, x: Tensor): Tensor => {
+    const y = ctx.mulMat(W(name), x);
+    const p = pairs.get(name);
+    if (!p) return y;
+    const xin = drop(name, x);
+    const u = ctx.mulMat(p.a, xin); // [r, N]
+    lowRank.set(name, u);
+    return ctx.add(y, ctx.scale(ctx.mulMat(p.b, u), opts.scale));
+  };
+  /**
+   * dx = Wᵀ dy + s·mask⊙Aᵀ(Bᵀ dy) (null when no dx is needed), adding dA, dB. `x` gives the projection's input,
+   * recomputed in the backward where that is cheap (norm outputs, SwiGLU), so the forward's copy is freed early.
+   */
+  const linearBack = (name: string, x: () => Tensor, dy: Tensor, needDx = true): Tensor | null => {
+    let dx = needDx ? ctx.mulMat(baseT(W(name)), dy) : null;
+    const p = pairs.get(name);
+    const u = lowRank.get(name);
+    if (!p || !u) return dx;
+    const dys = ctx.scale(dy, opts.scale);
+    grads.push(ctx.addInPlace(p.gB, ctx.mulMat(T2(u), T2(dys))));
+    const du = ctx.mulMat(T2(p.b), dys); // [r, N]
+    grads.push(ctx.addInPlace(p.gA, ctx.mulMat(T2(drop(name, x())), T2(du))));
+    if (dx) {
+      let dxin = ctx.mulMat(T2(p.a), du); // [in, N]
+      if (opts.dropout) {
+        const m = io.dropout.get(dropoutKind(name));
+        if (m) dxin = ctx.mul(dxin, m);
+      }
+      dx = ctx.add(dx, dxin);
+    }
+    return dx;
+  };
+  const norm = (x: Tensor, name: string): Tensor => ctx.mul(ctx.rmsNorm(x, c.normEps), W(name));
+  const normBack = (x: Tensor, name: string, dy: Tensor): Tensor => ctx.rmsNormBack(ctx.mul(dy, W(name)), x, c.normEps);
+
+  // Attention layout helpers: see llama-backward.ts for why heads and sequences are kept in two physical orders.
+  const oneThread = (opts.threads ?? 1) === 1;
+  const swapHB = (t: Tensor): Tensor => ctx.permute(t, [0, 1, 3, 2]);
+  const headsMajor = (t: Tensor): Tensor =>
+    oneThread ? ctx.cont(ctx.permute(t, [0, 2, 1, 3])) : swapHB(ctx.cont(ctx.permute(t, [0, 3, 1, 2])));
+  const mmBH = (a: Tensor, b: Tensor): Tensor => ctx.mulMat(swapHB(a), swapHB(b));
+  const fromBH = (t: Tensor): Tensor => ctx.cont(ctx.permute(t, [0, 2, 3, 1]));
+  const kvLike = rep === 1 || !opts.backward ? null : ctx.tensor([hd * T, B, 1, KV]);
+  const headReduce = (g: Tensor): Tensor =>
+    kvLike ? ctx.reshape(ctx.repeatBack(ctx.reshape(g, [hd * T, B, rep, KV]), kvLike), [hd, T, B, KV]) : g;
+
+  // ---- forward ---------------------------------------------------------------------------------------------------
+  // Saved for the backward: residual streams, attention inputs and SwiGLU inputs. Norm outputs, the SwiGLU output
+  // and the attention probabilities are recomputed there (elementwise, or one T×T product per head): that frees the
+  // largest per-layer activations early at a few % of the step's FLOPs.
+  interface Saved {
+    x: Tensor;
+    Q: Tensor;
+    K: Tensor;
+    Vh: Tensor;
+    M: Tensor;
+    x1: Tensor;
+    a: Tensor;
+    b: Tensor;
+  }
+  const saved: Saved[] = [];
+  let x = ctx.getRows(W("token_embd.weight"), io.tokens); // [dim, N]
+  for (let l = 0; l < c.layers; l++) {
+    const p = `blk.${l}.`;
+    const h = norm(x, `${p}attn_norm.weight`);
+    const q = ctx.rope(ctx.reshape(linear(`${p}attn_q.weight`, h), [hd, H, T, B]), io.pos, hd, rope);
+    const k = ctx.rope(ctx.reshape(linear(`${p}attn_k.weight`, h), [hd, KV, T, B]), io.pos, hd, rope);
+    const v = ctx.reshape(linear(`${p}attn_v.weight`, h), [hd, KV, T, B]);
+    const Q = headsMajor(q);
+    const K = ctx.cont(ctx.permute(k, [0, 2, 1, 3]));
+    const Vh = ctx.cont(ctx.permute(v, [0, 2, 1, 3]));
+    const P = ctx.softMaxExt(ctx.mulMat(K, Q), io.mask, attnScale);
+    const M = ctx.reshape(fromBH(mmBH(T2(Vh), P)), [c.dim, N]);
+    const x1 = ctx.add(x, linear(`${p}attn_output.weight`, M));
+    const h2 = norm(x1, `${p}ffn_norm.weight`);
+    const a = linear(`${p}ffn_gate.weight`, h2);
+    const b = linear(`${p}ffn_up.weight`, h2);
+    saved.push({ x, Q, K, Vh, M, x1, a, b });
+    x = ctx.add(x1, linear(`${p}ffn_down.weight`, ctx.swiglu(a, b)));
+  }
+  const xf = x;
+  const outName = c.tiedEmbeddings ? "token_embd.weight" : "output.weight";
+  const logits = ctx.mulMat(W(outName), norm(xf, "output_norm.weight")); // [vocab, N]
+  const masked = ctx.mul(logits, io.rowMask);
+  const loss = ctx.output(ctx.crossEntropyLoss(masked, io.targets));
+  if (!opts.backward) return { loss, logits: ctx.output(logits), nodes: [loss, logits] };
+
+  // ---- backward (activations only; gradients reach A and B) -------------------------------------------------------
+  const dLogits = ctx.mul(ctx.crossEntropyLossBack(io.lossScale, masked, io.targets), io.rowMask);
+  let dx = normBack(xf, "output_norm.weight", linearBack(outName, () => xf, dLogits) as Tensor);
+  for (let l = c.layers - 1; l >= 0; l--) {
+    const p = `blk.${l}.`;
+    const s = saved[l];
+    const once = <R>(f: () => R): (() => R) => {
+      let r: R | undefined;
+      return () => (r ??= f());
+    };
+    const h2 = once(() => norm(s.x1, `${p}ffn_norm.weight`));
+    const h = once(() => norm(s.x, `${p}attn_norm.weight`));
+    const df = linearBack(`${p}ffn_down.weight`, () => ctx.swiglu(s.a, s.b), dx) as Tensor;
+    const da = ctx.siluBack(ctx.mul(df, s.b), s.a);
+    const db = ctx.mul(df, ctx.silu(s.a));
+    const dh2 = ctx.add(
+      linearBack(`${p}ffn_gate.weight`, h2, da) as Tensor,
+      linearBack(`${p}ffn_up.weight`, h2, db) as Tensor,
+    );
+    const dx1 = ctx.add(dx, normBack(s.x1, `${p}ffn_norm.weight`, dh2));
+    const dM = linearBack(`${p}attn_output.weight`, () => s.M, dx1) as Tensor;
+    const P = ctx.softMaxExt(ctx.mulMat(s.K, s.Q), io.mask, attnScale);
+    const dA = headsMajor(ctx.reshape(dM, [hd, H, T, B]));
+    const dP = ctx.mulMat(s.Vh, dA);
+    const dV = headReduce(mmBH(T2(dA), T2(P)));
+    const dS = ctx.softMaxBack(dP, P, attnScale);
+    const dQ = mmBH(T2(s.K), dS);
+    const dK = headReduce(mmBH(T2(s.Q), T2(dS)));
+    const back = (g: Tensor, heads: number): Tensor =>
+      ctx.reshape(ctx.ropeBack(fromBH(g), io.pos, hd, rope), [hd * heads, N]);
+    // Below the first layer only the (frozen) embeddings would read dx: skip the base's Wᵀ dy there.
+    const needDx = l > 0;
+    const dq = linearBack(`${p}attn_q.weight`, h, back(dQ, H), needDx);
+    const dk = linearBack(`${p}attn_k.weight`, h, back(dK, KV), needDx);
+    const dv = linearBack(`${p}attn_v.weight`, h, ctx.reshape(fromBH(dV), [hd * KV, N]), needDx);
+    if (!needDx) break;
+    const dh = ctx.add(ctx.add(dq as Tensor, dk as Tensor), dv as Tensor);
+    dx = ctx.add(dx1, normBack(s.x, `${p}attn_norm.weight`, dh));
+  }
+  return { loss, logits, nodes: [loss, ...grads] };
+}

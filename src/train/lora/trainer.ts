@@ -1,0 +1,447 @@
+// LoRA on a frozen GGUF base: the base weights stay in their stored type in one ggml context (with A/B, their
+// gradients, AdamW moments and the inputs); forward + hand-written backward (lora-graph.ts) live in a noAlloc context
+// whose activations share one ggml-alloc buffer, a second, forward-only graph serves evaluation and logits.
+// Loss, accumulation, clipping, AdamW and the schedule follow the full trainer (trainer.ts); the loss is masked so
+// only the tokens an example marks as trained (assistant replies + EOS) count.
+
+import { DajianError } from "../../core/errors.js";
+import type { Context, Engine, Graph, Tensor } from "../../engine/index.js";
+import { GgmlType, ggmlTypeName } from "../../gguf/index.js";
+import { writeLoraAdapterGguf, type LoraTensorPair } from "../../gguf/adapter.js";
+import { Rng } from "../rng.js";
+import { learningRate, type StepResult, type TrainHyper } from "../trainer.js";
+import { loadFrozenBase, type FrozenBase } from "./base.js";
+import { estimateLoraMemory } from "./estimate.js";
+import { buildLoraTrainGraph, dropoutKind, type LoraInputs, type LoraPair } from "./lora-graph.js";
+import type { CheckpointTensors } from "../run/checkpoint.js";
+
+export const LORA_TARGETS = {
+  q: "attn_q",
+  k: "attn_k",
+  v: "attn_v",
+  o: "attn_output",
+  gate: "ffn_gate",
+  up: "ffn_up",
+  down: "ffn_down",
+} as const;
+export type LoraTarget = keyof typeof LORA_TARGETS;
+
+export function parseTargets(s: string): LoraTarget[] {
+  const out = s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+  const bad = out.find((t) => !(t in LORA_TARGETS));
+  if (bad || out.length === 0) {
+    throw new DajianError(
+      "invalid_input",
+      `unknown LoRA target "${bad ?? s}"`,
+      `use a comma list of ${Object.keys(LORA_TARGETS).join(",")}`,
+    );
+  }
+  return [...new Set(out)] as LoraTarget[];
+}
+
+/**
+ * How the backward pass gets Wᵀ for dx = Wᵀ dy: "graph" (default) transposes — and for quantized bases dequantizes —
+ * each base matrix inside the training graph, where ggml-alloc frees it after its one use; "f16"/"f32" keep a
+ * transposed copy for the whole run (2/4 extra bytes per base weight, no per-step copy).
+ */
+export type BaseTranspose = "graph" | "f16" | "f32";
+
+export interface LoraOptions {
+  rank: number;
+  alpha: number;
+  /** Dropout on the adapter's input (PEFT's lora_dropout). */
+  dropout: number;
+  targets: LoraTarget[];
+  baseTranspose?: BaseTranspose;
+}
+
+/** One training sequence (src/data/sft.ts's SftSample): ≤ T+1 token ids; mask 1 = predicting that id is trained. */
+export interface SftRow {
+  ids: number[];
+  mask: number[];
+}
+
+export interface LoraStepResult extends StepResult {
+  /** Tokens whose prediction counted in the loss. */
+  tokens: number;
+}
+
+export class LoraTrainer {
+  /** Base weights, adapter, gradients, AdamW moments and inputs (persistent memory). */
+  readonly ctx: Context;
+  readonly base: FrozenBase;
+  readonly hyper: TrainHyper;
+  readonly lora: LoraOptions;
+  /** Bytes of the training and evaluation graphs' ggml-alloc buffers. */
+  readonly computeBytes: number;
+  step = 0;
+  private readonly pairs: LoraPair[] = [];
+  private readonly params: Tensor[] = [];
+  private readonly grads: Tensor[] = [];
+  private readonly moments: Array<[Tensor, Tensor]>;
+  private readonly io: LoraInputs;
+  private readonly trainCtx: Context;
+  private readonly evalCtx: Context;
+  private readonly rawLoss: Tensor;
+  private readonly evalLoss: Tensor;
+  private readonly gTrain: Graph;
+  private readonly gEval: Graph;
+  private readonly gOpt: Graph;
+  private readonly adamHyper: Tensor;
+  private readonly V: number;
+  private readonly logits: Tensor;
+
+  constructor(
+    readonly engine: Engine,
+    basePath: string,
+    lora: LoraOptions,
+    hyper: TrainHyper,
+  ) {
+    checkLora(lora);
+    this.lora = lora;
+    this.hyper = hyper;
+    const { seq: T, batch: B } = hyper;
+    const est = estimateLoraMemory(basePath, lora, T, B);
+    this.ctx = engine.context({ memBytes: est.arenaBytes });
+    try {
+      this.base = loadFrozenBase(this.ctx, basePath);
+    } catch (err) {
+      this.ctx.dispose();
+      throw err;
+    }
+    const c = this.base.config;
+    this.V = c.vocabSize;
+    const N = T * B;
+    const rng = new Rng(hyper.seed ?? 1);
+    const byName = new Map<string, LoraPair>();
+    const rowIds = new Map<number, Tensor>();
+    const dropout = new Map<string, Tensor>();
+    for (let l = 0; l < c.layers; l++) {
+      for (const t of lora.targets) {
+        const name = `blk.${l}.${LORA_TARGETS[t]}.weight`;
+        const w = this.base.weights.tensors.get(name) as Tensor;
+        const [inDim, outDim] = w.shape;
+        // PEFT's init: A ~ U(±1/sqrt(in)) (kaiming-uniform, a=√5), B = 0 — the adapter starts as the identity.
+        const bound = 1 / Math.sqrt(inDim);
+        const a = this.ctx.tensor([inDim, lora.rank]).name(`${name}.lora_a`);
+        a.set(Float32Array.from({ length: inDim * lora.rank }, () => (rng.next() * 2 - 1) * bound));
+        const b = this.ctx.tensor([lora.rank, outDim]).name(`${name}.lora_b`).zero();
+        const gA = this.ctx.tensor(a.shape).zero();
+        const gB = this.ctx.tensor(b.shape).zero();
+        const p = { name, a, b, gA, gB, inDim, outDim };
+        this.pairs.push(p);
+        byName.set(name, p);
+        this.params.push(this.ctx.param(a), this.ctx.param(b));
+        this.grads.push(gA, gB);
+        const kind = dropoutKind(name);
+        if (lora.dropout > 0 && !dropout.has(kind))
+          dropout.set(kind, this.ctx.tensor([inDim, N]).name(`dropout.${kind}`));
+      }
+    }
+    // Row ids for dequantizing quantized base matrices inside the graph (get_rows), one per row count.
+    for (const [name, w] of this.base.weights.tensors) {
+      const rows = w.shape[1];
+      if (w.shape.length !== 2 || rowIds.has(rows) || this.base.types.get(name) === GgmlType.F32) continue;
+      if (this.base.types.get(name) === GgmlType.F16) continue;
+      rowIds.set(rows, this.ctx.tensor([rows], GgmlType.I32).set(Array.from({ length: rows }, (_, i) => i)));
+    }
+    const storedT =
+      lora.baseTranspose && lora.baseTranspose !== "graph" ? this.storeTransposed(lora.baseTranspose) : undefined;
+    const causal = new Float32Array(T * T);
+    for (let t = 0; t < T; t++) for (let s = t + 1; s < T; s++) causal[t * T + s] = -Infinity;
+    this.io = {
+      tokens: this.ctx.tensor([N], GgmlType.I32).name("tokens"),
+      targets: this.ctx.tensor([this.V, N]).name("targets"),
+      rowMask: this.ctx.tensor([1, N]).name("row_mask"),
+      pos: this.ctx.tensor([T], GgmlType.I32).set(Array.from({ length: T }, (_, i) => i)),
+      mask: this.ctx.tensor([T, T]).set(causal),
+      lossScale: this.ctx.tensor([1]).name("loss_scale"),
+      rowIds,
+      dropout,
+      baseT: storedT,
+    };
+    const scale = lora.alpha / lora.rank;
+    const graphSize = 1024 + c.layers * 512;
+    const build = (backward: boolean): { ctx: Context; graph: Graph; loss: Tensor; logits: Tensor } => {
+      const ctx = engine.context({ memBytes: 32 << 20, noAlloc: true, uses: [this.ctx] });
+      const built = buildLoraTrainGraph(ctx, this.base.weights, byName, this.io, T, B, {
+        scale,
+        backward,
+        dropout: backward && lora.dropout > 0,
+        threads: engine.threads,
+      });
+      const graph = ctx.graph({ size: graphSize });
+      for (const n of built.nodes) graph.expand(n);
+      graph.allocate();
+      return { ctx, graph, loss: built.loss, logits: built.logits };
+    };
+    const tr = build(true);
+    this.trainCtx = tr.ctx;
+    this.gTrain = tr.graph;
+    this.rawLoss = tr.loss;
+    const ev = build(false);
+    this.evalCtx = ev.ctx;
+    this.gEval = ev.graph;
+    this.evalLoss = ev.loss;
+    this.logits = ev.logits;
+    this.computeBytes = this.gTrain.bufferBytes + this.gEval.bufferBytes;
+    this.adamHyper = this.ctx.tensor([7]).name("adamw");
+    this.moments = this.params.map((p) => [this.ctx.tensor(p.shape).zero(), this.ctx.tensor(p.shape).zero()]);
+    this.gOpt = this.ctx.graph({ size: this.params.length * 4 + 1024 });
+    this.params.forEach((p, i) => {
+      this.gOpt.expand(this.ctx.adamwStep(p, this.grads[i], this.moments[i][0], this.moments[i][1], this.adamHyper));
+    });
+  }
+
+  /** Transposed copies [out, in] of every base matrix the backward multiplies by, made once through ggml. */
+  private storeTransposed(kind: "f16" | "f32"): Map<Tensor, Tensor> {
+    const type = kind === "f16" ? GgmlType.F16 : GgmlType.F32;
+    const out = new Map<Tensor, Tensor>();
+    for (const [name, w] of this.base.weights.tensors) {
+      if (w.shape.length !== 2 || (name === "token_embd.weight" && !this.base.config.tiedEmbeddings)) continue;
+      const [inDim, outDim] = w.shape;
+      const t = this.ctx.tensor([outDim, inDim], type).name(`${name}.T`);
+      using tmp = this.engine.context({ memBytes: inDim * outDim * 4 + outDim * 4 + (1 << 20), uses: [this.ctx] });
+      const f =
+        w.type === GgmlType.F32 || w.type === GgmlType.F16
+          ? w
+          : tmp.getRows(w, tmp.tensor([outDim], GgmlType.I32).set(Array.from({ length: outDim }, (_, i) => i)));
+      tmp
+        .graph({ size: 16 })
+        .expand(tmp.cpy(tmp.transpose(f), t))
+        .computeSync(this.engine.threads);
+      out.set(w, t);
+    }
+    return out;
+  }
+
+  get config() {
+    return this.base.config;
+  }
+  get paramCount(): number {
+    return this.params.reduce((a, p) => a + p.numel, 0);
+  }
+  /** Stored type of the base's matrices (the first adapted one), for reports. */
+  get baseType(): string {
+    return ggmlTypeName(this.base.types.get(this.pairs[0].name) ?? GgmlType.F32);
+  }
+
+  /** Fill inputs for B rows; returns how many predictions are trained. `dropSeed` null = no dropout (evaluation). */
+  private load(rows: SftRow[], dropSeed: number | null): number {
+    const { seq: T, batch: B } = this.hyper;
+    if (rows.length > B || rows.length === 0) {
+      throw new DajianError("invalid_input", `micro-batch must have 1..${B} rows`, "fix the data loader");
+    }
+    const ids = new Int32Array(T * B);
+    const tv = this.io.targets.view();
+    const mv = this.io.rowMask.view();
+    tv.fill(1 / this.V);
+    mv.fill(0);
+    let n = 0;
+    rows.forEach((row, b) => {
+      if (row.ids.length !== row.mask.length || row.ids.length > T + 1) {
+        throw new DajianError("invalid_input", `row of ${row.ids.length} tokens exceeds ${T + 1}`, "truncate rows");
+      }
+      for (let t = 0; t < row.ids.length; t++) {
+        const id = row.ids[t];
+        if (!(id >= 0 && id < this.V)) {
+          throw new DajianError("invalid_input", `token id ${id} out of range`, "tokenize with the base's vocabulary");
+        }
+        if (t < T) ids[b * T + t] = id;
+        if (t > 0 && row.mask[t]) {
+          const r = b * T + t - 1;
+          tv.fill(0, r * this.V, (r + 1) * this.V);
+          tv[r * this.V + id] = 1;
+          mv[r] = 1;
+          n++;
+        }
+      }
+    });
+    this.io.tokens.set(ids);
+    const keep = 1 - this.lora.dropout;
+    for (const m of this.io.dropout.values()) {
+      const v = m.view();
+      if (dropSeed === null) v.fill(1);
+      else {
+        const rng = new Rng(dropSeed);
+        for (let i = 0; i < v.length; i++) v[i] = rng.next() < keep ? 1 / keep : 0;
+        dropSeed++;
+      }
+    }
+    return n;
+  }
+
+  /** Mean loss over trained tokens of the raw CE (which also counts untrained rows at log V). */
+  private tokenLoss(n: number, raw = this.rawLoss): number {
+    const rows = this.hyper.seq * this.hyper.batch;
+    return n ? (raw.get()[0] * rows - (rows - n) * Math.log(this.V)) / n : NaN;
+  }
+
+  /** Loss summed over trained tokens of up to `batch` rows, without touching the adapter. */
+  async evaluate(rows: SftRow[]): Promise<{ lossSum: number; tokens: number }> {
+    const n = this.load(rows, null);
+    if (!n) return { lossSum: 0, tokens: 0 };
+    await this.gEval.compute(this.engine.threads);
+    return { lossSum: this.tokenLoss(n, this.evalLoss) * n, tokens: n };
+  }
+
+  /** Loss over trained tokens and the adapter's gradients for one micro-batch (gradient checks); no update. */
+  async lossAndGrad(rows: SftRow[]): Promise<number> {
+    this.zeroGrads();
+    const n = this.load(rows, null);
+    this.io.lossScale.set([(this.hyper.seq * this.hyper.batch) / n]);
+    await this.gTrain.compute(this.engine.threads);
+    return this.tokenLoss(n);
+  }
+
+  private zeroGrads(): void {
+    for (const g of this.grads) g.view().fill(0);
+  }
+
+  /** Gradient accumulator of one adapter tensor ("blk.0.attn_q.weight.lora_b"), a copy. */
+  gradient(name: string): Float32Array {
+    return this.grads[this.paramIndex(name)].get();
+  }
+
+  /** Logits [position][vocab] of dajian's own forward pass (base + current adapter) for ≤ seq tokens. */
+  async forwardLogits(ids: number[]): Promise<Float32Array[]> {
+    this.load([{ ids, mask: ids.map(() => 0) }], null);
+    await this.gEval.compute(this.engine.threads);
+    const all = this.logits.get();
+    return ids.slice(0, this.hyper.seq).map((_, t) => all.slice(t * this.V, (t + 1) * this.V));
+  }
+
+  /** One optimizer step over micro-batches; the loss is the mean over all their trained tokens. */
+  async trainStep(microBatches: SftRow[][]): Promise<LoraStepResult> {
+    if (microBatches.length < 1) throw new DajianError("invalid_input", "no micro-batches", "give at least one");
+    const counts = microBatches.map((mb) =>
+      mb.reduce((a, r) => a + r.mask.slice(1).reduce((x, y) => x + (y ? 1 : 0), 0), 0),
+    );
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (total === 0)
+      throw new DajianError("invalid_input", "no trained tokens in this step", "check the loss mask of the data");
+    const rows = this.hyper.seq * this.hyper.batch;
+    this.zeroGrads();
+    let lossSum = 0;
+    for (let i = 0; i < microBatches.length; i++) {
+      if (!counts[i]) continue;
+      const n = this.load(
+        microBatches[i],
+        this.lora.dropout > 0 ? hashSeed(this.hyper.seed ?? 1, this.step) + i * 7919 : null,
+      );
+      // d(loss)/d(rawLoss) = rows/total: each trained token weighs 1/total across the whole step.
+      this.io.lossScale.set([rows / total]);
+      await this.gTrain.compute(this.engine.threads);
+      lossSum += this.tokenLoss(n) * n;
+    }
+    let sq = 0;
+    const views = this.grads.map((g) => g.view());
+    for (const v of views) for (let i = 0; i < v.length; i++) sq += v[i] * v[i];
+    const norm = Math.sqrt(sq);
+    const clip = this.hyper.clip ?? 1;
+    if (clip > 0 && norm > clip) for (const v of views) for (let i = 0; i < v.length; i++) v[i] *= clip / norm;
+    const h = this.hyper;
+    const lr = learningRate(h, this.step);
+    const t = this.step + 1;
+    const b1 = h.beta1 ?? 0.9;
+    const b2 = h.beta2 ?? 0.999;
+    this.adamHyper.set([lr, b1, b2, h.eps ?? 1e-8, h.weightDecay ?? 0, 1 / (1 - b1 ** t), 1 / (1 - b2 ** t)]);
+    await this.gOpt.compute(this.engine.threads);
+    this.step++;
+    return { step: this.step, loss: lossSum / total, lr, gradNorm: norm, tokens: total };
+  }
+
+  /** The adapter as llama.cpp's GGUF pairs (A: rank×in row-major = ggml [in, r]; B: out×rank = ggml [r, out]). */
+  adapterTensors(): LoraTensorPair[] {
+    return this.pairs.map((p) => ({
+      name: p.name,
+      rank: this.lora.rank,
+      inDim: p.inDim,
+      outDim: p.outDim,
+      a: p.a.get(),
+      b: p.b.get(),
+    }));
+  }
+
+  exportAdapter(path: string, name = "dajian-lora"): number {
+    return writeLoraAdapterGguf(path, {
+      architecture: this.base.architecture,
+      alpha: this.lora.alpha,
+      tensors: this.adapterTensors(),
+      name,
+    });
+  }
+
+  /** Adapter tensors with their AdamW moments, for src/train/run/checkpoint.ts. */
+  checkpointTensors(): CheckpointTensors[] {
+    return this.params.map((weight, i) => ({
+      name: this.paramName(i),
+      weight,
+      m: this.moments[i][0],
+      v: this.moments[i][1],
+    }));
+  }
+
+  /** Load A/B from an adapter (continue training, or evaluate an adapter with dajian's own forward pass). */
+  setAdapter(pairs: LoraTensorPair[]): void {
+    for (const p of this.pairs) {
+      const src = pairs.find((x) => x.name === p.name);
+      if (!src || src.rank !== this.lora.rank) {
+        throw new DajianError(
+          "invalid_input",
+          `adapter lacks ${p.name} at rank ${this.lora.rank}`,
+          "match targets and rank",
+        );
+      }
+      p.a.set(src.a);
+      p.b.set(src.b);
+    }
+  }
+
+  private paramIndex(name: string): number {
+    const i = this.params.findIndex((_, j) => this.paramName(j) === name);
+    if (i < 0) throw new DajianError("not_found", `no adapter tensor ${name}`, "use <base tensor>.lora_a|lora_b");
+    return i;
+  }
+  /** Current values of one adapter tensor (copy). */
+  param(name: string): Float32Array {
+    return this.params[this.paramIndex(name)].get();
+  }
+  setParam(name: string, values: ArrayLike<number>): void {
+    this.params[this.paramIndex(name)].set(values);
+  }
+
+  private paramName(i: number): string {
+    const p = this.pairs[i >> 1];
+    return `${p.name}.lora_${i & 1 ? "b" : "a"}`;
+  }
+
+  dispose(): void {
+    this.trainCtx.dispose();
+    this.evalCtx.dispose();
+    this.ctx.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+export function checkLora(o: LoraOptions): void {
+  const bad = (m: string, hint: string): never => {
+    throw new DajianError("invalid_input", m, hint);
+  };
+  if (!Number.isInteger(o.rank) || o.rank < 1 || o.rank > 1024) bad(`rank ${o.rank}`, "use --rank between 1 and 1024");
+  if (!(o.alpha > 0)) bad(`alpha ${o.alpha}`, "use a positive --alpha (e.g. 2× rank)");
+  if (!(o.dropout >= 0 && o.dropout < 1)) bad(`dropout ${o.dropout}`, "use --dropout in [0, 1)");
+  if (!o.targets.length) bad("no LoRA targets", "pass --targets q,v (or more)");
+}
+
+/** Per-step seed, so a resumed run draws the same dropout masks as an uninterrupted one. */
+function hashSeed(seed: number, step: number): number {
+  let h = (seed * 2654435761) ^ (step * 40503);
+  h = Math.imul(h ^ (h >>> 16), 2246822507);
+  return (h ^ (h >>> 13)) >>> 0;
+}
