@@ -8,7 +8,7 @@
 // CPU ms per token of the working process is printed too: on a machine other processes load, it is the steadier
 // comparison. Then /v1/models latency idle and while 16 generations run.
 // Targets (issue 3): ≤ 5 % throughput loss, ≤ 10 ms added TTFT.
-// Options: --max-tokens N (128) --rounds N (4) --threads N (default: cores-1, min 1) --levels 1,4,16 --keep
+// Options: --dim N (256) --layers N (4) --ffn N (768) --max-tokens N (128) --rounds N (4) --threads N (default: cores-1, min 1) --levels 1,4,16 --keep
 //          --prof DIR (CPU profile of the server process) --skip-models-latency
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
@@ -31,6 +31,11 @@ const LEVELS = opt("levels", "1,4,16").split(",").map(Number);
 const SEQUENCES = Math.max(...LEVELS);
 const PROF = opt("prof", ""); // write a CPU profile of the server process into this folder
 const CTX = 1024;
+// Model size: the default is tiny (≈3M parameters, ~2 ms of CPU per token), which makes any fixed per-token HTTP cost
+// look large; `--dim 768 --layers 8 --ffn 2048` is closer to the models people serve.
+const DIM = Number(opt("dim", "256"));
+const LAYERS = Number(opt("layers", "4"));
+const FFN = Number(opt("ffn", "768"));
 const PROMPT = "Write a short note about annual leave, office hours and travel rules for new employees.";
 
 interface Sample {
@@ -216,11 +221,11 @@ async function main() {
   const home = mkdtempSync(join(tmpdir(), "dj-bench-serve-"));
   const gguf = join(home, "bench.gguf");
   const w = writeTinyLlamaGguf(gguf, {
-    dim: 256,
-    layers: 4,
+    dim: DIM,
+    layers: LAYERS,
     heads: 8,
     kvHeads: 4,
-    ffn: 768,
+    ffn: FFN,
     contextLength: CTX,
     seed: 3,
   });

@@ -2,6 +2,7 @@
 // type (F32, F16, Q8_0, Q4_0, K-quants …). LoRA needs gradients w.r.t. activations only, never w.r.t. the base:
 // lora-graph.ts gets dx = Wᵀ dy from a transposed (for block types first get_rows-dequantized) copy of W.
 
+import { closeSync, openSync, readSync } from "node:fs";
 import { DajianError } from "../../core/errors.js";
 import { nativeView } from "../../engine/ffi.js";
 import { Context, Tensor } from "../../engine/index.js";
@@ -103,9 +104,30 @@ export function rawTensor(ctx: Context, info: GgufTensorInfo, bytes: Uint8Array)
   return t.name(info.name);
 }
 
+/**
+ * Read a tensor's stored bytes from the file straight into a new ggml tensor (no JS buffer in between, so loading
+ * the base adds nothing to the garbage-collected heap — it would otherwise count once more in peak RSS).
+ */
+function readRawTensor(ctx: Context, info: GgufTensorInfo, fd: number, at: number): Tensor {
+  ctx.reserve(`frozen ${info.name}`, info.size);
+  const [n0, n1 = 1, n2 = 1, n3 = 1] = info.dims;
+  const t = new Tensor(ctx, ctx.lib.base.ggml_new_tensor_4d(ctx.handle, info.type, n0, n1, n2, n3));
+  if (t.nbytes !== info.size) {
+    throw new DajianError("corrupt", `${info.name}: ${info.size} bytes for ${t.nbytes}`, "re-export the model");
+  }
+  const dst = new Uint8Array(nativeView(ctx.lib.base.ggml_get_data(t.ptr), info.size));
+  for (let got = 0; got < info.size;) {
+    const n = readSync(fd, dst, got, info.size - got, at + got);
+    if (n === 0) throw new DajianError("corrupt", `${info.name} is cut short`, "re-export the model");
+    got += n;
+  }
+  return t.name(info.name);
+}
+
 /** Load the base into `ctx`, every tensor as its stored bytes. */
 export function loadFrozenBase(ctx: Context, path: string): FrozenBase {
   const r = GgufReader.open(path);
+  const fd = openSync(path, "r");
   try {
     const info = inspectBase(r);
     const tensors = new Map<string, Tensor>();
@@ -113,7 +135,7 @@ export function loadFrozenBase(ctx: Context, path: string): FrozenBase {
     let bytes = 0;
     for (const t of info.tensors) {
       types.set(t.name, t.type);
-      const x = rawTensor(ctx, t, r.tensorBytes(t));
+      const x = readRawTensor(ctx, t, fd, r.dataOffset + t.offset);
       bytes += x.nbytes;
       tensors.set(t.name, x);
     }
@@ -127,6 +149,7 @@ export function loadFrozenBase(ctx: Context, path: string): FrozenBase {
       bytes,
     };
   } finally {
+    closeSync(fd);
     r.close();
   }
 }

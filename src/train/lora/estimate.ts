@@ -32,7 +32,14 @@ const DIMS: Record<string, (c: LlamaConfig) => [number, number]> = {
   down: (c) => [c.ffn, c.dim],
 };
 
-export function estimateLoraMemory(basePath: string, lora: LoraOptions, T: number, B: number): LoraEstimate {
+/** `replicas`: graph copies the trainer runs side by side (each with its own gradient accumulators and inputs). */
+export function estimateLoraMemory(
+  basePath: string,
+  lora: LoraOptions,
+  T: number,
+  B: number,
+  replicas = 1,
+): LoraEstimate {
   let info;
   {
     using r = GgufReader.open(basePath);
@@ -50,7 +57,7 @@ export function estimateLoraMemory(basePath: string, lora: LoraOptions, T: numbe
   const N = T * B;
   const dropBytes = lora.dropout > 0 ? N * (3 * c.dim + c.ffn) * 4 : 0;
   // Persistent: base, A/B + gradients + 2 AdamW moments, one-hot targets, dropout masks, metadata.
-  const fixed = loraParams * 16 + c.vocabSize * N * 4 + dropBytes + (16 << 20);
+  const fixed = loraParams * (12 + 4 * replicas) + (c.vocabSize + 2) * N * 4 + dropBytes + (16 << 20);
   const matParams = info.tensors.filter((t) => t.dims.length === 2).reduce((a, t) => a + t.dims[0] * t.dims[1], 0);
   const storedT = lora.baseTranspose === "f32" ? 4 : lora.baseTranspose === "f16" ? 2 : 0;
   const arenaBytes = Math.ceil(baseBytes + fixed + matParams * storedT);

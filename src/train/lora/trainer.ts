@@ -69,30 +69,45 @@ export interface LoraStepResult extends StepResult {
   tokens: number;
 }
 
+/** One copy of the graphs over a slice of each micro-batch, with its own inputs and gradient accumulators. */
+interface Replica {
+  io: LoraInputs;
+  /** This replica's A/B view: same A and B tensors, its own gA/gB. */
+  pairs: Map<string, LoraPair>;
+  grads: Tensor[];
+  ctxs: Context[];
+  gTrain: Graph;
+  gEval: Graph;
+  rawLoss: Tensor;
+  evalLoss: Tensor;
+  logits: Tensor;
+}
+
 export class LoraTrainer {
   /** Base weights, adapter, gradients, AdamW moments and inputs (persistent memory). */
   readonly ctx: Context;
   readonly base: FrozenBase;
   readonly hyper: TrainHyper;
   readonly lora: LoraOptions;
-  /** Bytes of the training and evaluation graphs' ggml-alloc buffers. */
+  /** Bytes of the training and evaluation graphs' ggml-alloc buffers, all replicas. */
   readonly computeBytes: number;
+  /**
+   * Graph copies that run side by side, one thread each, on equal slices of each micro-batch (as the full trainer
+   * does, trainer.ts: ggml's per-node thread barrier stalls whenever a peer thread is descheduled — measured here
+   * 668 ms/step with 1 thread vs 4858 ms with 2 on a loaded 2-core machine). `engine.threads` when it divides the
+   * batch, else one graph using all threads.
+   */
+  readonly replicas: number;
   step = 0;
   private readonly pairs: LoraPair[] = [];
   private readonly params: Tensor[] = [];
-  private readonly grads: Tensor[] = [];
+  /** Replica 0's accumulators: where the combined gradient ends up and what AdamW reads. */
+  private readonly grads: Tensor[];
   private readonly moments: Array<[Tensor, Tensor]>;
-  private readonly io: LoraInputs;
-  private readonly trainCtx: Context;
-  private readonly evalCtx: Context;
-  private readonly rawLoss: Tensor;
-  private readonly evalLoss: Tensor;
-  private readonly gTrain: Graph;
-  private readonly gEval: Graph;
+  private readonly reps: Replica[] = [];
   private readonly gOpt: Graph;
   private readonly adamHyper: Tensor;
   private readonly V: number;
-  private readonly logits: Tensor;
 
   constructor(
     readonly engine: Engine,
@@ -104,7 +119,11 @@ export class LoraTrainer {
     this.lora = lora;
     this.hyper = hyper;
     const { seq: T, batch: B } = hyper;
-    const est = estimateLoraMemory(basePath, lora, T, B);
+    const R = engine.threads > 1 && B % engine.threads === 0 ? engine.threads : 1;
+    this.replicas = R;
+    const per = B / R;
+    const N = T * per;
+    const est = estimateLoraMemory(basePath, lora, T, B, R);
     this.ctx = engine.context({ memBytes: est.arenaBytes });
     try {
       this.base = loadFrozenBase(this.ctx, basePath);
@@ -114,11 +133,7 @@ export class LoraTrainer {
     }
     const c = this.base.config;
     this.V = c.vocabSize;
-    const N = T * B;
     const rng = new Rng(hyper.seed ?? 1);
-    const byName = new Map<string, LoraPair>();
-    const rowIds = new Map<number, Tensor>();
-    const dropout = new Map<string, Tensor>();
     for (let l = 0; l < c.layers; l++) {
       for (const t of lora.targets) {
         const name = `blk.${l}.${LORA_TARGETS[t]}.weight`;
@@ -129,65 +144,79 @@ export class LoraTrainer {
         const a = this.ctx.tensor([inDim, lora.rank]).name(`${name}.lora_a`);
         a.set(Float32Array.from({ length: inDim * lora.rank }, () => (rng.next() * 2 - 1) * bound));
         const b = this.ctx.tensor([lora.rank, outDim]).name(`${name}.lora_b`).zero();
-        const gA = this.ctx.tensor(a.shape).zero();
-        const gB = this.ctx.tensor(b.shape).zero();
-        const p = { name, a, b, gA, gB, inDim, outDim };
-        this.pairs.push(p);
-        byName.set(name, p);
+        this.pairs.push({ name, a, b, gA: a, gB: b, inDim, outDim });
         this.params.push(this.ctx.param(a), this.ctx.param(b));
-        this.grads.push(gA, gB);
-        const kind = dropoutKind(name);
-        if (lora.dropout > 0 && !dropout.has(kind))
-          dropout.set(kind, this.ctx.tensor([inDim, N]).name(`dropout.${kind}`));
       }
     }
-    // Row ids for dequantizing quantized base matrices inside the graph (get_rows), one per row count.
+    // Row ids for dequantizing block-quantized base matrices inside the graph (get_rows), one per row count.
+    const rowIds = new Map<number, Tensor>();
     for (const [name, w] of this.base.weights.tensors) {
+      const type = this.base.types.get(name);
       const rows = w.shape[1];
-      if (w.shape.length !== 2 || rowIds.has(rows) || this.base.types.get(name) === GgmlType.F32) continue;
-      if (this.base.types.get(name) === GgmlType.F16) continue;
+      if (w.shape.length !== 2 || rowIds.has(rows) || type === GgmlType.F32 || type === GgmlType.F16) continue;
       rowIds.set(rows, this.ctx.tensor([rows], GgmlType.I32).set(Array.from({ length: rows }, (_, i) => i)));
     }
     const storedT =
       lora.baseTranspose && lora.baseTranspose !== "graph" ? this.storeTransposed(lora.baseTranspose) : undefined;
     const causal = new Float32Array(T * T);
     for (let t = 0; t < T; t++) for (let s = t + 1; s < T; s++) causal[t * T + s] = -Infinity;
-    this.io = {
-      tokens: this.ctx.tensor([N], GgmlType.I32).name("tokens"),
-      targets: this.ctx.tensor([this.V, N]).name("targets"),
-      rowMask: this.ctx.tensor([1, N]).name("row_mask"),
-      pos: this.ctx.tensor([T], GgmlType.I32).set(Array.from({ length: T }, (_, i) => i)),
-      mask: this.ctx.tensor([T, T]).set(causal),
-      lossScale: this.ctx.tensor([1]).name("loss_scale"),
-      rowIds,
-      dropout,
-      baseT: storedT,
-    };
+    const pos = this.ctx.tensor([T], GgmlType.I32).set(Array.from({ length: T }, (_, i) => i));
+    const mask = this.ctx.tensor([T, T]).set(causal);
     const scale = lora.alpha / lora.rank;
     const graphSize = 1024 + c.layers * 512;
-    const build = (backward: boolean): { ctx: Context; graph: Graph; loss: Tensor; logits: Tensor } => {
-      const ctx = engine.context({ memBytes: 32 << 20, noAlloc: true, uses: [this.ctx] });
-      const built = buildLoraTrainGraph(ctx, this.base.weights, byName, this.io, T, B, {
-        scale,
-        backward,
-        dropout: backward && lora.dropout > 0,
-        threads: engine.threads,
+    for (let r = 0; r < R; r++) {
+      const pairs = new Map<string, LoraPair>();
+      const grads: Tensor[] = [];
+      const dropout = new Map<string, Tensor>();
+      for (const p of this.pairs) {
+        const q = { ...p, gA: this.ctx.tensor(p.a.shape).zero(), gB: this.ctx.tensor(p.b.shape).zero() };
+        pairs.set(p.name, q);
+        grads.push(q.gA, q.gB);
+        const kind = dropoutKind(p.name);
+        if (lora.dropout > 0 && !dropout.has(kind)) dropout.set(kind, this.ctx.tensor([p.inDim, N]));
+      }
+      const io: LoraInputs = {
+        tokens: this.ctx.tensor([N], GgmlType.I32).name("tokens"),
+        targets: this.ctx.tensor([this.V, N]).name("targets"),
+        rowMask: this.ctx.tensor([1, N]).name("row_mask"),
+        pos,
+        mask,
+        lossScale: this.ctx.tensor([1]).name("loss_scale"),
+        rowIds,
+        dropout,
+        baseT: storedT,
+      };
+      const ctxs: Context[] = [];
+      const build = (backward: boolean): { graph: Graph; loss: Tensor; logits: Tensor } => {
+        const ctx = engine.context({ memBytes: 32 << 20, noAlloc: true, uses: [this.ctx] });
+        ctxs.push(ctx);
+        const built = buildLoraTrainGraph(ctx, this.base.weights, pairs, io, T, per, {
+          scale,
+          backward,
+          dropout: backward && lora.dropout > 0,
+          threads: R > 1 ? 1 : engine.threads,
+        });
+        const graph = ctx.graph({ size: graphSize });
+        for (const n of built.nodes) graph.expand(n);
+        graph.allocate();
+        return { graph, loss: built.loss, logits: built.logits };
+      };
+      const tr = build(true);
+      const ev = build(false);
+      this.reps.push({
+        io,
+        pairs,
+        grads,
+        ctxs,
+        gTrain: tr.graph,
+        gEval: ev.graph,
+        rawLoss: tr.loss,
+        evalLoss: ev.loss,
+        logits: ev.logits,
       });
-      const graph = ctx.graph({ size: graphSize });
-      for (const n of built.nodes) graph.expand(n);
-      graph.allocate();
-      return { ctx, graph, loss: built.loss, logits: built.logits };
-    };
-    const tr = build(true);
-    this.trainCtx = tr.ctx;
-    this.gTrain = tr.graph;
-    this.rawLoss = tr.loss;
-    const ev = build(false);
-    this.evalCtx = ev.ctx;
-    this.gEval = ev.graph;
-    this.evalLoss = ev.loss;
-    this.logits = ev.logits;
-    this.computeBytes = this.gTrain.bufferBytes + this.gEval.bufferBytes;
+    }
+    this.grads = this.reps[0].grads;
+    this.computeBytes = this.reps.reduce((a, r) => a + r.gTrain.bufferBytes + r.gEval.bufferBytes, 0);
     this.adamHyper = this.ctx.tensor([7]).name("adamw");
     this.moments = this.params.map((p) => [this.ctx.tensor(p.shape).zero(), this.ctx.tensor(p.shape).zero()]);
     this.gOpt = this.ctx.graph({ size: this.params.length * 4 + 1024 });
@@ -230,75 +259,130 @@ export class LoraTrainer {
   }
 
   /** Fill inputs for B rows; returns how many predictions are trained. `dropSeed` null = no dropout (evaluation). */
-  private load(rows: SftRow[], dropSeed: number | null): number {
+  /**
+   * Fill the replicas' inputs from ≤ batch rows (replica r takes rows [r·per, (r+1)·per)); returns how many predictions
+   * each replica trains. `dropSeed` null = no dropout (evaluation).
+   */
+  private load(rows: SftRow[], dropSeed: number | null): number[] {
     const { seq: T, batch: B } = this.hyper;
     if (rows.length > B || rows.length === 0) {
       throw new DajianError("invalid_input", `micro-batch must have 1..${B} rows`, "fix the data loader");
     }
-    const ids = new Int32Array(T * B);
-    const tv = this.io.targets.view();
-    const mv = this.io.rowMask.view();
-    tv.fill(1 / this.V);
-    mv.fill(0);
-    let n = 0;
-    rows.forEach((row, b) => {
-      if (row.ids.length !== row.mask.length || row.ids.length > T + 1) {
-        throw new DajianError("invalid_input", `row of ${row.ids.length} tokens exceeds ${T + 1}`, "truncate rows");
-      }
-      for (let t = 0; t < row.ids.length; t++) {
-        const id = row.ids[t];
-        if (!(id >= 0 && id < this.V)) {
-          throw new DajianError("invalid_input", `token id ${id} out of range`, "tokenize with the base's vocabulary");
-        }
-        if (t < T) ids[b * T + t] = id;
-        if (t > 0 && row.mask[t]) {
-          const r = b * T + t - 1;
-          tv.fill(0, r * this.V, (r + 1) * this.V);
-          tv[r * this.V + id] = 1;
-          mv[r] = 1;
-          n++;
-        }
-      }
-    });
-    this.io.tokens.set(ids);
+    const per = B / this.replicas;
     const keep = 1 - this.lora.dropout;
-    for (const m of this.io.dropout.values()) {
-      const v = m.view();
-      if (dropSeed === null) v.fill(1);
-      else {
-        const rng = new Rng(dropSeed);
-        for (let i = 0; i < v.length; i++) v[i] = rng.next() < keep ? 1 / keep : 0;
-        dropSeed++;
+    let seed = dropSeed;
+    return this.reps.map((rep, r) => {
+      const ids = new Int32Array(T * per);
+      const tv = rep.io.targets.view();
+      const mv = rep.io.rowMask.view();
+      tv.fill(1 / this.V);
+      mv.fill(0);
+      let n = 0;
+      rows.slice(r * per, (r + 1) * per).forEach((row, b) => {
+        if (row.ids.length !== row.mask.length || row.ids.length > T + 1) {
+          throw new DajianError("invalid_input", `row of ${row.ids.length} tokens exceeds ${T + 1}`, "truncate rows");
+        }
+        for (let t = 0; t < row.ids.length; t++) {
+          const id = row.ids[t];
+          if (!(id >= 0 && id < this.V)) {
+            throw new DajianError(
+              "invalid_input",
+              `token id ${id} out of range`,
+              "tokenize with the base's vocabulary",
+            );
+          }
+          if (t < T) ids[b * T + t] = id;
+          if (t > 0 && row.mask[t]) {
+            const i = b * T + t - 1;
+            tv.fill(0, i * this.V, (i + 1) * this.V);
+            tv[i * this.V + id] = 1;
+            mv[i] = 1;
+            n++;
+          }
+        }
+      });
+      rep.io.tokens.set(ids);
+      for (const m of rep.io.dropout.values()) {
+        const v = m.view();
+        if (seed === null) v.fill(1);
+        else {
+          const rng = new Rng(seed);
+          for (let i = 0; i < v.length; i++) v[i] = rng.next() < keep ? 1 / keep : 0;
+          seed++;
+        }
       }
-    }
-    return n;
+      return n;
+    });
   }
 
-  /** Mean loss over trained tokens of the raw CE (which also counts untrained rows at log V). */
-  private tokenLoss(n: number, raw = this.rawLoss): number {
-    const rows = this.hyper.seq * this.hyper.batch;
-    return n ? (raw.get()[0] * rows - (rows - n) * Math.log(this.V)) / n : NaN;
+  /** Rows (positions) of one replica's graph. */
+  private get repRows(): number {
+    return (this.hyper.seq * this.hyper.batch) / this.replicas;
+  }
+
+  /** Loss summed over the trained tokens of one replica, from its raw CE (which counts untrained rows at log V). */
+  private tokenLossSum(n: number, raw: Tensor): number {
+    const rows = this.repRows;
+    return n ? raw.get()[0] * rows - (rows - n) * Math.log(this.V) : 0;
+  }
+
+  /** Run the replicas that have work side by side (one thread each when there are several). */
+  private async run(which: "gTrain" | "gEval", active: boolean[]): Promise<void> {
+    const threads = this.replicas > 1 ? 1 : this.engine.threads;
+    await Promise.all(this.reps.filter((_, r) => active[r]).map((rep) => rep[which].compute(threads)));
   }
 
   /** Loss summed over trained tokens of up to `batch` rows, without touching the adapter. */
   async evaluate(rows: SftRow[]): Promise<{ lossSum: number; tokens: number }> {
-    const n = this.load(rows, null);
-    if (!n) return { lossSum: 0, tokens: 0 };
-    await this.gEval.compute(this.engine.threads);
-    return { lossSum: this.tokenLoss(n, this.evalLoss) * n, tokens: n };
+    const ns = this.load(rows, null);
+    await this.run(
+      "gEval",
+      ns.map((n) => n > 0),
+    );
+    const tokens = ns.reduce((a, b) => a + b, 0);
+    const lossSum = this.reps.reduce((a, rep, r) => a + this.tokenLossSum(ns[r], rep.evalLoss), 0);
+    return { lossSum, tokens };
+  }
+
+  /** Forward + backward of one micro-batch on every replica; returns the summed loss of its trained tokens. */
+  private async backward(rows: SftRow[], dropSeed: number | null, total: number | null): Promise<[number, number]> {
+    const ns = this.load(rows, dropSeed);
+    const n = ns.reduce((a, b) => a + b, 0);
+    // d(loss)/d(rawLoss) = rows/total: each trained token weighs 1/total across the whole step.
+    for (const rep of this.reps) rep.io.lossScale.set([this.repRows / (total ?? n)]);
+    await this.run(
+      "gTrain",
+      ns.map((x) => x > 0),
+    );
+    return [this.reps.reduce((a, rep, r) => a + this.tokenLossSum(ns[r], rep.rawLoss), 0), n];
+  }
+
+  /** Add the other replicas' gradients into replica 0's (what AdamW reads); returns the squared norm. */
+  private combineGrads(): number {
+    let sq = 0;
+    this.grads.forEach((g, i) => {
+      const v = g.view();
+      const others = this.reps.slice(1).map((r) => r.grads[i].view());
+      for (let j = 0; j < v.length; j++) {
+        let x = v[j];
+        for (const o of others) x += o[j];
+        v[j] = x;
+        sq += x * x;
+      }
+    });
+    return sq;
   }
 
   /** Loss over trained tokens and the adapter's gradients for one micro-batch (gradient checks); no update. */
   async lossAndGrad(rows: SftRow[]): Promise<number> {
     this.zeroGrads();
-    const n = this.load(rows, null);
-    this.io.lossScale.set([(this.hyper.seq * this.hyper.batch) / n]);
-    await this.gTrain.compute(this.engine.threads);
-    return this.tokenLoss(n);
+    const [sum, n] = await this.backward(rows, null, null);
+    this.combineGrads();
+    return n ? sum / n : NaN;
   }
 
   private zeroGrads(): void {
-    for (const g of this.grads) g.view().fill(0);
+    for (const rep of this.reps) for (const g of rep.grads) g.view().fill(0);
   }
 
   /** Gradient accumulator of one adapter tensor ("blk.0.attn_q.weight.lora_b"), a copy. */
@@ -309,8 +393,11 @@ export class LoraTrainer {
   /** Logits [position][vocab] of dajian's own forward pass (base + current adapter) for ≤ seq tokens. */
   async forwardLogits(ids: number[]): Promise<Float32Array[]> {
     this.load([{ ids, mask: ids.map(() => 0) }], null);
-    await this.gEval.compute(this.engine.threads);
-    const all = this.logits.get();
+    await this.run(
+      "gEval",
+      this.reps.map((_, r) => r === 0),
+    );
+    const all = this.reps[0].logits.get();
     return ids.slice(0, this.hyper.seq).map((_, t) => all.slice(t * this.V, (t + 1) * this.V));
   }
 
@@ -323,24 +410,15 @@ export class LoraTrainer {
     const total = counts.reduce((a, b) => a + b, 0);
     if (total === 0)
       throw new DajianError("invalid_input", "no trained tokens in this step", "check the loss mask of the data");
-    const rows = this.hyper.seq * this.hyper.batch;
     this.zeroGrads();
     let lossSum = 0;
     for (let i = 0; i < microBatches.length; i++) {
       if (!counts[i]) continue;
-      const n = this.load(
-        microBatches[i],
-        this.lora.dropout > 0 ? hashSeed(this.hyper.seed ?? 1, this.step) + i * 7919 : null,
-      );
-      // d(loss)/d(rawLoss) = rows/total: each trained token weighs 1/total across the whole step.
-      this.io.lossScale.set([rows / total]);
-      await this.gTrain.compute(this.engine.threads);
-      lossSum += this.tokenLoss(n) * n;
+      const seed = this.lora.dropout > 0 ? hashSeed(this.hyper.seed ?? 1, this.step) + i * 7919 : null;
+      lossSum += (await this.backward(microBatches[i], seed, total))[0];
     }
-    let sq = 0;
+    const norm = Math.sqrt(this.combineGrads());
     const views = this.grads.map((g) => g.view());
-    for (const v of views) for (let i = 0; i < v.length; i++) sq += v[i] * v[i];
-    const norm = Math.sqrt(sq);
     const clip = this.hyper.clip ?? 1;
     if (clip > 0 && norm > clip) for (const v of views) for (let i = 0; i < v.length; i++) v[i] *= clip / norm;
     const h = this.hyper;
@@ -420,8 +498,7 @@ export class LoraTrainer {
   }
 
   dispose(): void {
-    this.trainCtx.dispose();
-    this.evalCtx.dispose();
+    for (const r of this.reps) for (const c of r.ctxs) c.dispose();
     this.ctx.dispose();
   }
   [Symbol.dispose](): void {
