@@ -16,6 +16,7 @@ import { defaultSecurity, type Resource, type SecurityHooks } from "./auth.js";
 import type { Handler, RequestContext, ServerContext } from "./context.js";
 import { mapError } from "./errors.js";
 import { IngestJobs } from "./jobs.js";
+import { ServerMetrics, startOpsListener, type OpsListener } from "./ops.js";
 import { v1Handlers } from "./openai.js";
 import { ROUTES, type RouteSpec } from "./routes.js";
 import { securityHandlers } from "./security-api.js";
@@ -38,6 +39,9 @@ export interface DajianServer {
   context: ServerContext;
   /** Start listening (port 0 = any free port). Refuses hosts the security hooks forbid. */
   listen(opts?: { host?: string; port?: number }): Promise<{ url: string; host: string; port: number }>;
+  /** Health and metrics on a separate listener (default host 127.0.0.1); closed with the server. */
+  listenOps(opts: { host?: string; port: number }): Promise<{ url: string }>;
+  metrics: ServerMetrics;
   close(): Promise<void>;
 }
 
@@ -137,6 +141,11 @@ export async function createServer(opts: ServerOptions): Promise<DajianServer> {
     reply.code(m.status).send(m.body);
   });
 
+  const metrics = new ServerMetrics();
+  app.addHook("onResponse", async (req, reply) => {
+    metrics.record(reply.statusCode, req.dajian?.route.id);
+  });
+
   app.addHook("onSend", async (_req, reply, payload) => {
     reply.header("x-content-type-options", "nosniff");
     reply.header("referrer-policy", "no-referrer");
@@ -184,9 +193,11 @@ export async function createServer(opts: ServerOptions): Promise<DajianServer> {
   });
 
   let closed = false;
+  let ops: OpsListener | undefined;
   const close = async () => {
     if (closed) return;
     closed = true;
+    await ops?.close();
     await app.close();
     await jobs.close();
     await services.close();
@@ -207,6 +218,16 @@ export async function createServer(opts: ServerOptions): Promise<DajianServer> {
       log.debug("server listening", { host, port: realPort });
       return { url: `http://${shown}:${realPort}`, host, port: realPort };
     },
+    async listenOps(o) {
+      ops = await startOpsListener(
+        o.host ?? "127.0.0.1",
+        o.port,
+        () => metrics.text(),
+        () => !closed,
+      );
+      return { url: ops.url };
+    },
+    metrics,
     close,
   };
 }

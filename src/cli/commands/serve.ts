@@ -18,9 +18,11 @@ export function registerServe(program: Command): void {
       .command("serve")
       .description("serve the web chat page, the app API (/api) and the OpenAI-compatible API (/v1)")
       .option("--host <host>", "address to bind (default 127.0.0.1; others need auth)")
-      .option("--port <port>", "port (default 8080; 0 = any free port)"),
+      .option("--port <port>", "port (default 8080; 0 = any free port)")
+      .option("--ops-port <port>", "also serve GET /health and /metrics on this port (a separate listener)")
+      .option("--ops-host <host>", "address of the health/metrics listener (default 127.0.0.1)"),
   ).action(
-    action(async (opts: { host?: string; port?: string }, cmd: Command) => {
+    action(async (opts: { host?: string; port?: string; opsPort?: string; opsHost?: string }, cmd: Command) => {
       const home = homeOf(cmd);
       const config = loadConfig(home);
       const server = await createServer({ home, config });
@@ -40,6 +42,13 @@ export function registerServe(program: Command): void {
             "pick another with --port N",
           );
         throw err;
+      }
+      if (opts.opsPort !== undefined) {
+        const ops = await server.listenOps({ host: opts.opsHost, port: parsePort(opts.opsPort) }).catch(async (err) => {
+          await server.close();
+          throw err;
+        });
+        process.stderr.write(`health and metrics on ${ops.url}/health and ${ops.url}/metrics\n`);
       }
       const info = (await server.context.services.models.defaultChat().catch(() => undefined))?.name;
       process.stderr.write(
