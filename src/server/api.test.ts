@@ -284,6 +284,8 @@ describe("bad input gets clear OpenAI-shaped errors", () => {
   });
 
   it("the server survives all of the above", async () => {
-    expect((await fetch(`${s.url}/api/health`)).status).toBe(200);
+    const health = await fetch(`${s.url}/api/health`);
+    expect(health.status).toBe(200);
+    expect(((await health.json()) as { sso: boolean }).sso).toBe(false); // no OIDC configured
   });
 });

@@ -29,7 +29,12 @@ async function requireKb(sc: ServerContext, name: string) {
   return kb;
 }
 
-const health: Handler = async () => ({ ok: true, version: VERSION });
+// Public: the sign-in page reads `sso` to decide whether to offer single sign-on.
+const health: Handler = async (_req, _reply, _rc, sc) => ({
+  ok: true,
+  version: VERSION,
+  sso: Boolean(sc.config.server.auth && sc.security.oidc),
+});
 
 const info: Handler = async (_req, _reply, _rc, sc) => {
   const model = await sc.services.models.defaultChat();

@@ -217,6 +217,8 @@ describe("OIDC single sign-on against a real provider", () => {
   it("signs in through the provider (PKCE, state, nonce) and maps groups to the role and to dajian groups", async () => {
     const b = new Browser();
     nextUser = "alice";
+    // The sign-in page offers SSO because the public health route says so.
+    expect(((await (await fetch(`${s.url}/api/health`)).json()) as { sso: boolean }).sso).toBe(true);
     const start = await b.get(`${s.url}/api/auth/oidc/login`);
     expect(start.status).toBe(302);
     const auth = new URL(start.headers.get("location")!);

@@ -88,6 +88,8 @@ describe("web sign-in (auth on)", () => {
     await page.locator("#login-name").waitFor();
     expect(await page.locator("h1").textContent()).toBe("Sign in");
     expect(await page.locator(".sidebar").count()).toBe(0); // nothing of the workspace before signing in
+    await page.waitForLoadState("networkidle"); // the page has asked /api/health whether SSO is offered
+    expect(await page.getByTestId("sso-link").count()).toBe(0); // no OIDC configured → no SSO link
 
     expect(await signIn(page, "alice", "not her password")).toBe(401);
     const err = page.getByTestId("login-error");

@@ -1,6 +1,6 @@
 // Sign-in screen, shown when the server has authentication on and the browser has no session. The server's error
 // message (wrong password, account locked, too many attempts — each with its fix) is shown as is.
-import { useState, type FormEvent, type ReactNode } from "react";
+import { useEffect, useState, type FormEvent, type ReactNode } from "react";
 import { api, type Me } from "./api.js";
 import type { Lang, Strings } from "./i18n.js";
 
@@ -23,6 +23,10 @@ export function Login({
   const [password, setPassword] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
+  const [sso, setSso] = useState(false);
+  useEffect(() => {
+    api.sso().then(setSso, () => setSso(false));
+  }, []);
 
   async function onSubmit(e: FormEvent) {
     e.preventDefault();
@@ -81,6 +85,11 @@ export function Login({
         <button type="submit" className="primary" disabled={busy || !name.trim() || !password}>
           {busy ? t.signingIn : t.signIn}
         </button>
+        {sso && (
+          <a className="sso" href="api/auth/oidc/login" data-testid="sso-link">
+            {t.signInSso}
+          </a>
+        )}
       </form>
     </div>
   );

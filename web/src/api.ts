@@ -97,6 +97,11 @@ export const api = {
     csrfToken = me.csrfToken;
     return me;
   },
+  /** Whether the server offers single sign-on (OIDC configured and auth on). */
+  async sso(): Promise<boolean> {
+    const res = await fetch("api/health");
+    return res.ok && ((await res.json()) as { sso?: boolean }).sso === true;
+  },
   async login(name: string, password: string): Promise<Me> {
     const res = await fetch("api/auth/login", {
       method: "POST",
