@@ -45,6 +45,43 @@ export function createTrainInputs(ctx: Context, vocab: number, T: number, B: num
 }
 
 /**
+ * Layout helpers for batched attention products, shared by the full and the LoRA training graphs.
+ * ggml's mul_mat hands a contiguous right operand to llamafile's sgemm one (head, sequence) slice at a time with a
+ * thread barrier per slice — on a busy machine a descheduled thread stalls every barrier (bench: 0.2 vs 5.5 GFLOP/s
+ * with 2 threads). A non-contiguous right operand takes ggml's own tiled kernel, which splits all slices among threads
+ * at once. So heads and sequences are kept in two physical orders: "HB" ([…, heads, batch], what the shapes say) and
+ * "BH" ([…, batch, heads]); each product reads one operand through a permuted view of the other order.
+ * With one thread there are no barriers, and llamafile's sgemm is the faster kernel for the k = head-size products
+ * (scores and their gradient): their right operands stay contiguous then.
+ */
+export function attentionLayout(
+  ctx: Context,
+  o: { hd: number; T: number; B: number; rep: number; KV: number; threads?: number; reduce?: boolean },
+): {
+  headsMajor: (t: Tensor) => Tensor;
+  mmBH: (a: Tensor, b: Tensor) => Tensor;
+  fromBH: (t: Tensor) => Tensor;
+  headReduce: (g: Tensor) => Tensor;
+} {
+  const { hd, T, B, rep, KV } = o;
+  const oneThread = (o.threads ?? 1) === 1;
+  const swapHB = (t: Tensor): Tensor => ctx.permute(t, [0, 1, 3, 2]);
+  // Sum the gradients of the query heads that share one kv head: [hd, T, B, H] → [hd, T, B, KV] (BH order).
+  const kvLike = rep === 1 || o.reduce === false ? null : ctx.tensor([hd * T, B, 1, KV]);
+  return {
+    /** [hd, heads, T, B] → [hd, T, heads, B]: contiguous, or a view of BH storage when threads must not meet. */
+    headsMajor: (t) =>
+      oneThread ? ctx.cont(ctx.permute(t, [0, 2, 1, 3])) : swapHB(ctx.cont(ctx.permute(t, [0, 3, 1, 2]))),
+    /** mul_mat of two HB operands computed in BH order: the result is stored [r0, r1, B, H]. */
+    mmBH: (a, b) => ctx.mulMat(swapHB(a), swapHB(b)),
+    /** [d, T, B, heads] (BH) → [d, heads, T, B] contiguous, the projections' layout. */
+    fromBH: (t) => ctx.cont(ctx.permute(t, [0, 2, 3, 1])),
+    headReduce: (g) =>
+      kvLike ? ctx.reshape(ctx.repeatBack(ctx.reshape(g, [hd * T, B, rep, KV]), kvLike), [hd, T, B, KV]) : g,
+  };
+}
+
+/**
  * Build forward + backward for one micro-batch in `ctx` (noAlloc, using the contexts of `w`, `grads` and `io`).
  * Each weight's gradient is added into `grads.get(name)` (same shape), so several computes accumulate.
  * Returns the loss (marked as output) and the nodes to expand into a graph, loss first.
@@ -99,28 +136,7 @@ export function buildLlamaTrainGraph(
     addGrad(name, ctx.repeatBack(ctx.mul(dy, n), W(name)));
     return ctx.rmsNormBack(ctx.mul(dy, W(name)), x, c.normEps);
   };
-  /** Sum the gradients of the query heads that share one kv head: [hd, T, H, B] → [hd, T, KV, B]. */
-  // Batched attention products. ggml's mul_mat hands a contiguous right operand to llamafile's sgemm one
-  // (head, sequence) slice at a time with a thread barrier per slice — on a busy machine a descheduled thread stalls
-  // every barrier (bench: 0.2 vs 5.5 GFLOP/s with 2 threads). A non-contiguous right operand takes ggml's own tiled
-  // kernel, which splits all slices among threads at once. So heads and sequences are kept in two physical orders:
-  // "HB" ([…, heads, batch], what the shapes say) and "BH" ([…, batch, heads]); each product reads one operand
-  // through a permuted view of the other order.
-  // With one thread there are no barriers, and llamafile's sgemm is the faster kernel for the k = head-size products
-  // (scores and their gradient): their right operands stay contiguous then.
-  const oneThread = (opts.threads ?? 1) === 1;
-  const swapHB = (t: Tensor): Tensor => ctx.permute(t, [0, 1, 3, 2]);
-  /** [hd, heads, T, B] → [hd, T, heads, B]: contiguous, or a view of BH storage when threads must not meet. */
-  const headsMajor = (t: Tensor): Tensor =>
-    oneThread ? ctx.cont(ctx.permute(t, [0, 2, 1, 3])) : swapHB(ctx.cont(ctx.permute(t, [0, 3, 1, 2])));
-  /** mul_mat of two HB operands computed in BH order: the result is stored [r0, r1, B, H]. */
-  const mmBH = (a: Tensor, b: Tensor): Tensor => ctx.mulMat(swapHB(a), swapHB(b));
-  /** [d, T, B, heads] (BH) → [d, heads, T, B] contiguous, the projections' layout. */
-  const fromBH = (t: Tensor): Tensor => ctx.cont(ctx.permute(t, [0, 2, 3, 1]));
-  /** Sum the gradients of the query heads that share one kv head: [hd, T, B, H] → [hd, T, B, KV] (BH order). */
-  const kvLike = rep === 1 ? null : ctx.tensor([hd * T, B, 1, KV]);
-  const headReduce = (g: Tensor): Tensor =>
-    kvLike ? ctx.reshape(ctx.repeatBack(ctx.reshape(g, [hd * T, B, rep, KV]), kvLike), [hd, T, B, KV]) : g;
+  const { headsMajor, mmBH, fromBH, headReduce } = attentionLayout(ctx, { hd, T, B, rep, KV, threads: opts.threads });
 
   // ---- forward, keeping what the backward reads --------------------------------------------------------------
   interface Saved {

@@ -64,6 +64,22 @@ export function learningRate(h: TrainHyper, step: number): number {
   return minLr + 0.5 * (h.lr - minLr) * (1 + Math.cos(Math.PI * p));
 }
 
+/**
+ * The 7 values ggml's in-graph AdamW step reads (lr, β1, β2, ε, weight decay and the two bias corrections) for 0-based
+ * optimizer step `step`. `defaults` differ by caller: pre-training decays weights, LoRA conventionally does not.
+ */
+export function adamwValues(
+  h: TrainHyper,
+  step: number,
+  lr: number,
+  defaults: { beta2: number; weightDecay: number },
+): number[] {
+  const t = step + 1;
+  const b1 = h.beta1 ?? 0.9;
+  const b2 = h.beta2 ?? defaults.beta2;
+  return [lr, b1, b2, h.eps ?? 1e-8, h.weightDecay ?? defaults.weightDecay, 1 / (1 - b1 ** t), 1 / (1 - b2 ** t)];
+}
+
 export interface StepResult {
   step: number;
   loss: number;
@@ -249,12 +265,8 @@ export class LlamaTrainer {
         for (let i = 0; i < v.length; i++) v[i] *= s;
       }
     }
-    const h = this.hyper;
-    const lr = learningRate(h, this.step);
-    const t = this.step + 1;
-    const b1 = h.beta1 ?? 0.9;
-    const b2 = h.beta2 ?? 0.95;
-    this.adamHyper.set([lr, b1, b2, h.eps ?? 1e-8, h.weightDecay ?? 0.1, 1 / (1 - b1 ** t), 1 / (1 - b2 ** t)]);
+    const lr = learningRate(this.hyper, this.step);
+    this.adamHyper.set(adamwValues(this.hyper, this.step, lr, { beta2: 0.95, weightDecay: 0.1 }));
     await this.gOpt.compute(this.engine.threads);
     this.step++;
     return { step: this.step, loss: lossSum / K, lr, gradNorm: norm };

@@ -16,6 +16,7 @@ import { DajianError } from "../../core/errors.js";
 import { GgmlType } from "../../gguf/index.js";
 import type { Context, Tensor } from "../../engine/index.js";
 import type { LlamaWeights } from "../llama-model.js";
+import { attentionLayout } from "../llama-backward.js";
 
 /** One adapted projection: A [in, r], B [r, out] and their gradient accumulators (persistent, f32). */
 export interface LoraPair {
@@ -150,16 +151,15 @@ export function buildLoraTrainGraph(
   const norm = (x: Tensor, name: string): Tensor => ctx.mul(ctx.rmsNorm(x, c.normEps), W(name));
   const normBack = (x: Tensor, name: string, dy: Tensor): Tensor => ctx.rmsNormBack(ctx.mul(dy, W(name)), x, c.normEps);
 
-  // Attention layout helpers: see llama-backward.ts for why heads and sequences are kept in two physical orders.
-  const oneThread = (opts.threads ?? 1) === 1;
-  const swapHB = (t: Tensor): Tensor => ctx.permute(t, [0, 1, 3, 2]);
-  const headsMajor = (t: Tensor): Tensor =>
-    oneThread ? ctx.cont(ctx.permute(t, [0, 2, 1, 3])) : swapHB(ctx.cont(ctx.permute(t, [0, 3, 1, 2])));
-  const mmBH = (a: Tensor, b: Tensor): Tensor => ctx.mulMat(swapHB(a), swapHB(b));
-  const fromBH = (t: Tensor): Tensor => ctx.cont(ctx.permute(t, [0, 2, 3, 1]));
-  const kvLike = rep === 1 || !opts.backward ? null : ctx.tensor([hd * T, B, 1, KV]);
-  const headReduce = (g: Tensor): Tensor =>
-    kvLike ? ctx.reshape(ctx.repeatBack(ctx.reshape(g, [hd * T, B, rep, KV]), kvLike), [hd, T, B, KV]) : g;
+  const { headsMajor, mmBH, fromBH, headReduce } = attentionLayout(ctx, {
+    hd,
+    T,
+    B,
+    rep,
+    KV,
+    threads: opts.threads,
+    reduce: Boolean(opts.backward),
+  });
 
   // ---- forward ---------------------------------------------------------------------------------------------------
   // Saved for the backward: residual streams, attention inputs and SwiGLU inputs. Norm outputs, the SwiGLU output
