@@ -3,19 +3,10 @@
 // are checked against the file size before anything is allocated, and tensor data is read one tensor at a time.
 // Sharded checkpoints (model.safetensors.index.json) are opened as one set.
 
-import {
-  closeSync,
-  existsSync,
-  fstatSync,
-  openSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { DajianError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/atomic.js";
 import { f16ToF32, f32ToF16 } from "../gguf/index.js";
 
 export type SafeDtype = "F32" | "F16" | "BF16";
@@ -315,15 +306,7 @@ export function writeSafetensors(
   // Pad the header with spaces to 8 bytes so the data is aligned, as the reference writer does.
   const pad = (8 - (json.length % 8)) % 8;
   if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, "w");
-  let pos = 0;
-  const put = (b: Uint8Array): void => {
-    let done = 0;
-    while (done < b.length) done += writeSync(fd, b, done, b.length - done, pos + done);
-    pos += b.length;
-  };
-  try {
+  return writeFileAtomic(path, (put) => {
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(json.length));
     put(len);
@@ -334,16 +317,5 @@ export function writeSafetensors(
         throw new DajianError("internal", `tensor ${t.name}: ${b.length} bytes, not ${sizes[i]}`, "report this bug");
       put(b);
     });
-    closeSync(fd);
-    renameSync(tmp, path);
-    return pos;
-  } catch (err) {
-    try {
-      closeSync(fd);
-    } catch {
-      /* already closed */
-    }
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  });
 }

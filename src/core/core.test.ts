@@ -1,7 +1,8 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { writeFileAtomic } from "./atomic.js";
 import { loadConfig, saveConfig } from "./config.js";
 import { DajianError, errorLine } from "./errors.js";
 import { resolveHome } from "./home.js";
@@ -31,6 +32,27 @@ describe("core", () => {
     expect(loadConfig(home, { DAJIAN_PORT: "7777" }).server.port).toBe(7777);
     writeFileSync(join(home, "config.json"), "{nope");
     expect(() => loadConfig(home, {})).toThrow(/not valid JSON/);
+  });
+
+  it("atomic write: all pieces land under the final name; a throwing producer leaves the old file and no temporary", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dajian-atomic-"));
+    const path = join(dir, "f.bin");
+    const n = writeFileAtomic(path, (put) => {
+      put(new Uint8Array([1, 2, 3]));
+      put(new Uint8Array(70_000).fill(7));
+    });
+    expect(n).toBe(70_003);
+    const first = readFileSync(path);
+    expect([...first.subarray(0, 4)]).toEqual([1, 2, 3, 7]);
+    expect(() =>
+      writeFileAtomic(path, (put) => {
+        put(new Uint8Array([9]));
+        throw new Error("producer failed");
+      }),
+    ).toThrow("producer failed");
+    expect(readFileSync(path).equals(first)).toBe(true);
+    expect(readdirSync(dir)).toEqual(["f.bin"]);
+    expect(existsSync(`${path}.tmp-${process.pid}`)).toBe(false);
   });
 
   it("errors render as one line with the fix", () => {

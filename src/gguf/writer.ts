@@ -1,7 +1,7 @@
 // GGUF writer: metadata of every value type, tensor infos, alignment, tensor data in F32/F16/Q8_0/Q4_0 (or raw
 // bytes of any type). Files are written to a temporary name and renamed, so a crash never leaves half a model.
 
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { writeFileAtomic } from "../core/atomic.js";
 import { DajianError } from "../core/errors.js";
 import { encodeTensorData } from "./quant.js";
 import {
@@ -306,15 +306,7 @@ export class GgufWriter {
   /** Write the file atomically (temporary file, fsync, rename). Returns the byte size. */
   write(path: string): number {
     const { header } = this.header();
-    const tmp = `${path}.tmp-${process.pid}`;
-    const fd = openSync(tmp, "w");
-    let pos = 0;
-    try {
-      const put = (b: Uint8Array): void => {
-        let done = 0;
-        while (done < b.length) done += writeSync(fd, b, done, b.length - done, pos + done);
-        pos += b.length;
-      };
+    return writeFileAtomic(path, (put) => {
       put(header);
       const zeros = new Uint8Array(this.alignment);
       for (const t of this.tensors) {
@@ -330,19 +322,7 @@ export class GgufWriter {
         const pad = (this.alignment - (t.size % this.alignment)) % this.alignment;
         if (pad) put(zeros.subarray(0, pad));
       }
-      fsyncSync(fd);
-      closeSync(fd);
-      renameSync(tmp, path);
-      return pos;
-    } catch (err) {
-      try {
-        closeSync(fd);
-      } catch {
-        /* already closed */
-      }
-      rmSync(tmp, { force: true });
-      throw err;
-    }
+    });
   }
 
   /** The whole file in memory (small models and tests). */

@@ -106,17 +106,21 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = ARGV[1]
 local n = #KEYS
+local function check(i)
+  local b = (i-1)*4
+  return ARGV[2+b], tonumber(ARGV[3+b]), tonumber(ARGV[4+b]), tonumber(ARGV[5+b]), KEYS[i]
+end
+-- GCRA: the theoretical arrival time after admitting \`cost\` more units
+local function nextTat(key, limit, cost, param)
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  return tat + cost * param / limit
+end
 for i = 1, n do
-  local kind = ARGV[2 + (i-1)*4]
-  local limit = tonumber(ARGV[3 + (i-1)*4])
-  local cost = tonumber(ARGV[4 + (i-1)*4])
-  local param = tonumber(ARGV[5 + (i-1)*4])
-  local key = KEYS[i]
+  local kind, limit, cost, param, key = check(i)
   if kind == 'rate' then
     if cost > limit then return {0, i, param} end
-    local tat = tonumber(redis.call('GET', key) or '0')
-    if tat < now then tat = now end
-    local nxt = tat + cost * param / limit
+    local nxt = nextTat(key, limit, cost, param)
     if nxt - now > param then return {0, i, math.ceil(nxt - now - param)} end
   elseif kind == 'concurrency' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
@@ -131,15 +135,9 @@ for i = 1, n do
   end
 end
 for i = 1, n do
-  local kind = ARGV[2 + (i-1)*4]
-  local limit = tonumber(ARGV[3 + (i-1)*4])
-  local cost = tonumber(ARGV[4 + (i-1)*4])
-  local param = tonumber(ARGV[5 + (i-1)*4])
-  local key = KEYS[i]
+  local kind, limit, cost, param, key = check(i)
   if kind == 'rate' then
-    local tat = tonumber(redis.call('GET', key) or '0')
-    if tat < now then tat = now end
-    local nxt = tat + cost * param / limit
+    local nxt = nextTat(key, limit, cost, param)
     redis.call('SET', key, tostring(nxt), 'PX', math.ceil(nxt - now) + 1000)
   elseif kind == 'concurrency' then
     redis.call('ZADD', key, now + param, lease)

@@ -2,39 +2,25 @@
 // password (server message shown), sign in, create a knowledge base + upload + ask through the UI (state-changing
 // requests that the server refuses without the CSRF token), account lock-out message, sign out, Chinese form.
 // Screenshots: /tmp/dajian-login.png (form with an error) and /tmp/dajian-login-in.png (signed in).
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { join } from "node:path";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_CONFIG, type DajianConfig } from "../core/config.js";
 import { Security } from "../security/service.js";
 import { LOCAL_PRINCIPAL } from "../security/types.js";
-import { defaultWebDir } from "./server.js";
 import { startTestServer, type RunningServer } from "./testutil.js";
+import { builtWebDir, launchChromium } from "./web-testutil.js";
 
 process.env.DAJIAN_SCRYPT_N = "1024"; // fast hashes for the test; the format is the same
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const PW = "a long passphrase for alice";
 const DOC = "# Leave\n\nEvery employee has 15 days of paid annual leave per year.\n";
 
 let s: RunningServer;
 let browser: Browser;
 let home: string;
-let builtTo: string | undefined;
-
-/** The built page, rebuilt into a temp dir when web/src is newer than dist/web (this file run alone after edits). */
-async function webDir(): Promise<string> {
-  const dir = defaultWebDir();
-  const srcDir = resolve(dir, "..", "..", "web", "src");
-  const newest = Math.max(...readdirSync(srcDir).map((f) => statSync(join(srcDir, f)).mtimeMs));
-  const index = join(dir, "index.html");
-  if (existsSync(index) && statSync(index).mtimeMs >= newest) return dir;
-  builtTo = mkdtempSync(join(tmpdir(), "dj-web-"));
-  const { build } = await import("vite");
-  await build({ root: resolve(srcDir, ".."), logLevel: "warn", build: { outDir: builtTo, emptyOutDir: true } });
-  return builtTo;
-}
+let web: { dir: string; cleanup: () => void } | undefined;
 
 beforeAll(async () => {
   home = mkdtempSync(join(tmpdir(), "dj-login-"));
@@ -43,26 +29,16 @@ beforeAll(async () => {
   await sec.addUser(LOCAL_PRINCIPAL, "alice", "knowledge_manager", PW);
   await sec.addUser(LOCAL_PRINCIPAL, "carol", "member", "carol's own passphrase");
   await sec.close();
-  s = await startTestServer({ home, config, webDir: await webDir() });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  web = await builtWebDir();
+  s = await startTestServer({ home, config, webDir: web.dir });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
   await browser?.close();
   await s?.stop();
   rmSync(home, { recursive: true, force: true });
-  if (builtTo) rmSync(builtTo, { recursive: true, force: true });
+  web?.cleanup();
 });
 
 /** Fill and submit the form; resolves with the login response's status once the page has handled it. */

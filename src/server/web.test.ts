@@ -1,46 +1,29 @@
 // The web chat page in real headless Chromium (Debian `chromium` via playwright-core) against a real server:
 // create a knowledge base, upload a document (progress → ready), ask, see the streamed answer, click a citation
 // and read the quoted passage; language toggle; extractive-mode notice. Screenshot: /tmp/dajian-web.png.
-import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defaultWebDir } from "./server.js";
 import { startTestServer, type RunningServer } from "./testutil.js";
+import { builtWebDir, launchChromium } from "./web-testutil.js";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const DOC =
   "# Travel policy\n\nEmployees may book economy class for flights shorter than six hours.\n\n" +
   "## Hotels\n\nHotel costs are reimbursed up to 800 yuan per night in Shanghai and Beijing.\n";
 
 let s: RunningServer;
 let browser: Browser;
+let web: { dir: string; cleanup: () => void } | undefined;
 
 beforeAll(async () => {
-  const webDir = defaultWebDir();
-  if (!existsSync(join(webDir, "index.html"))) {
-    // `npm test` builds the page first; when this file runs alone, build it here.
-    const { build } = await import("vite");
-    await build({ root: resolve(webDir, "..", "..", "web"), logLevel: "warn" });
-  }
-  s = await startTestServer({ webDir });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
-});
+  web = await builtWebDir();
+  s = await startTestServer({ webDir: web.dir });
+  browser = await launchChromium();
+}, 60_000);
 
 afterAll(async () => {
   await browser?.close();
   await s?.stop();
+  web?.cleanup();
 });
 
 describe("web chat page", () => {

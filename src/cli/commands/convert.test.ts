@@ -1,34 +1,19 @@
 // `dajian export --format hf` and `dajian convert` as users run them: a real `dajian` process each.
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readGgufHeader, metaString } from "../../gguf/index.js";
 import { ModelRegistry } from "../../models/registry.js";
 import { openHomeDb } from "../../store/sqlite.js";
 import { writeTinyLlamaGguf } from "../../train/tiny-model.js";
+import { runCli } from "../testutil.js";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const root = mkdtempSync(join(tmpdir(), "dajian-cli-convert-"));
 const home = join(root, "home");
 const gguf = join(root, "tiny.gguf");
 
-function dajian(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((res, rej) => {
-    const p = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "--home", home, ...args], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("error", rej);
-    p.on("close", (code) => res({ code: code ?? -1, out, err }));
-  });
-}
+const dajian = (args: string[]) => runCli(["--home", home, ...args]);
 
 beforeAll(() => writeTinyLlamaGguf(gguf, { seed: 2, name: "cli tiny" }));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -1,6 +1,6 @@
 // `dajian convert` (Hugging Face checkpoint or PEFT LoRA folder → GGUF) and `dajian export --format hf|gguf`
 // (GGUF → Hugging Face folder, or the air-gap bundle of `models export`). Thin shells over src/convert.
-import { existsSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { DajianError } from "../../core/errors.js";
@@ -11,27 +11,8 @@ import { HF_ARCHITECTURES, type HfArchitecture } from "../../convert/hf-model.js
 import { convertPeftLora } from "../../convert/lora.js";
 import type { SafeDtype } from "../../convert/safetensors.js";
 import { exportModel, importModel } from "../../models/import.js";
-import { ModelRegistry } from "../../models/registry.js";
-import { openHomeDb } from "../../store/sqlite.js";
+import { localModelFile } from "../model-file.js";
 import { action, homeOf, printJson, withHome } from "../util.js";
-
-/** A GGUF path as given, else the file of a registered local model. */
-function ggufOf(cmd: Command, ref: string): string {
-  if (existsSync(ref) && statSync(ref).isFile()) return ref;
-  const home = homeOf(cmd);
-  const db = openHomeDb(home);
-  try {
-    const e = new ModelRegistry(db, home).get(ref);
-    if (e?.kind === "local") return e.path;
-  } finally {
-    db.close();
-  }
-  throw new DajianError(
-    "not_found",
-    `no GGUF file or local model named "${ref}"`,
-    "give a .gguf path or a name from `dajian models list`",
-  );
-}
 
 export function registerConvert(program: Command): void {
   withHome(
@@ -120,7 +101,7 @@ export function registerConvert(program: Command): void {
       if (mb !== undefined && !(mb > 0))
         throw new DajianError("invalid_input", `--max-shard-mb must be positive`, "pass e.g. --max-shard-mb 2000");
       const bar = terminalProgress();
-      const r = exportHfCheckpoint(ggufOf(cmd, model), dir, {
+      const r = exportHfCheckpoint(localModelFile(cmd, model), dir, {
         dtype: dtype as SafeDtype | undefined,
         hfArchitecture: o.hfArch as HfArchitecture | undefined,
         maxShardBytes: mb === undefined ? undefined : mb * 1e6,

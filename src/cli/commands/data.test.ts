@@ -1,32 +1,16 @@
 // `dajian data …` as users run it (subprocess on a real home dir): JSON reports, the HTML stats report, KB input,
 // and one-line errors that name the fix.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writePolicies } from "../../index/fixtures.test-helper.js";
 import { KnowledgeBases } from "../../index/kb.js";
+import { CLI, ROOT } from "../testutil.js";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 let dir: string;
 let home: string;
-
-/** The built CLI when dist is newer than this area's sources (`npm test` builds first), else the sources via tsx. */
-function cliArgs(): string[] {
-  const built = join(ROOT, "dist/cli/commands/data.js");
-  const srcs = [
-    join(ROOT, "src/cli/commands/data.ts"),
-    ...["pipeline", "records", "clean", "minhash", "stats", "from-kb", "sft", "sft-read", "pii"].map((f) =>
-      join(ROOT, `src/data/${f}.ts`),
-    ),
-  ];
-  if (existsSync(built) && statSync(built).mtimeMs >= Math.max(...srcs.map((f) => statSync(f).mtimeMs)))
-    return [join(ROOT, "bin/dajian.js")];
-  return ["--import", "tsx", join(ROOT, "src/cli/main.ts")];
-}
-const CLI = cliArgs();
 
 function dajian(...args: string[]) {
   const r = spawnSync(process.execPath, [...CLI, ...args, "--home", home], {

@@ -1,54 +1,24 @@
 // The CLI contract of `kb`, `ingest`, `docs`, `search`, `eval retrieval`, run as a subprocess on a real home dir,
 // plus durability: `kill -9` in the middle of an ingest leaves a consistent KB and the same command finishes it.
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { smallChunkConfig, writePolicies } from "../../index/fixtures.test-helper.js";
 import { loadConfig } from "../../core/config.js";
 import { KnowledgeBases } from "../../index/kb.js";
 import { Security } from "../../security/service.js";
+import { CLI, ROOT, runCli } from "../testutil.js";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 let dir: string;
 let home: string;
 const P = () => join(dir, "policies");
 
-/**
- * The built CLI (bin/dajian.js → dist, as `npm test` builds first) when dist is at least as new as this area's
- * sources; otherwise the sources through tsx (slower start, always current).
- */
-function cliArgs(): string[] {
-  const built = join(ROOT, "dist/cli/commands/kb.js");
-  if (existsSync(built)) {
-    const srcs = [join(ROOT, "src/cli/commands"), join(ROOT, "src/index"), join(ROOT, "src/ingest")].flatMap((d) =>
-      readdirSync(d)
-        .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts"))
-        .map((f) => join(d, f)),
-    );
-    const newest = Math.max(...srcs.map((f) => statSync(f).mtimeMs));
-    if (statSync(built).mtimeMs >= newest) return [join(ROOT, "bin/dajian.js")];
-  }
-  return ["--import", "tsx", join(ROOT, "src/cli/main.ts")];
-}
-const CLI = cliArgs();
-
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [...CLI, "--home", home, ...args], {
-      cwd: ROOT, // so `--import tsx` resolves; paths below are absolute
-      env: { ...process.env, DAJIAN_LOG: "warn" },
-    });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => (stdout += d));
-    p.stderr.on("data", (d) => (stderr += d));
-    p.on("error", reject);
-    p.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await runCli(["--home", home, ...args], { env: { DAJIAN_LOG: "warn" } });
+  return { code: r.code, stdout: r.out, stderr: r.err };
 }
 
 beforeAll(() => {

@@ -1,27 +1,18 @@
 // The security CLI on a real home dir, as an operator runs it: bootstrap an admin key without a server, add a user
 // with a password from stdin, and detect an audit-log edit made directly in SQLite.
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
+import { runCli } from "../testutil.js";
 
-const ROOT = resolve(import.meta.dirname, "..", "..", "..");
 const home = mkdtempSync(join(tmpdir(), "dj-cli-sec-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
 
-function dajian(args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((ok) => {
-    const child = execFile(
-      process.execPath,
-      ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "--home", home, ...args],
-      { cwd: ROOT, env: { ...process.env, DAJIAN_SCRYPT_N: "1024" } },
-      (err, stdout, stderr) => ok({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-    if (stdin !== undefined) child.stdin!.end(stdin);
-    else child.stdin!.end();
-  });
+async function dajian(args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await runCli(["--home", home, ...args], { stdin, env: { DAJIAN_SCRYPT_N: "1024" } });
+  return { code: r.code, stdout: r.out, stderr: r.err };
 }
 
 describe("dajian keys / users / audit", () => {

@@ -1,42 +1,26 @@
 // The models / pull / generate / ask / chat commands as users run them: a real `dajian` process per command.
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConversationStore } from "../../answer/conversations.js";
 import { KnowledgeBases } from "../../index/kb.js";
 import { openHomeDb } from "../../store/sqlite.js";
 import { writeTinyLlamaGguf } from "../../train/tiny-model.js";
+import { runCli } from "../testutil.js";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 let home: string;
 let gguf: string;
 let server: Server;
 let origin: string;
 
-function dajian(
-  args: string[],
-  o: { stdin?: string; env?: NodeJS.ProcessEnv } = {},
-): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((res, rej) => {
-    const p = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "--home", home, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, DAJIAN_OUTBOUND_ALLOW: "127.0.0.1", ...o.env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("error", rej);
-    p.on("close", (code) => res({ code: code ?? -1, out, err }));
-    p.stdin.end(o.stdin ?? "");
+const dajian = (args: string[], o: { stdin?: string; env?: NodeJS.ProcessEnv } = {}) =>
+  runCli(["--home", home, ...args], {
+    stdin: o.stdin ?? "",
+    env: { DAJIAN_OUTBOUND_ALLOW: "127.0.0.1", ...o.env },
   });
-}
 
 beforeAll(async () => {
   home = mkdtempSync(join(tmpdir(), "dajian-cli-models-"));

@@ -1,30 +1,15 @@
 // `dajian models catalog|import|export|estimate` and `quantize` as users run them: a real `dajian` process each.
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeTinyLlamaGguf } from "../../train/tiny-model.js";
+import { runCli } from "../testutil.js";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const root = mkdtempSync(join(tmpdir(), "dajian-cli-prepare-"));
 const gguf = join(root, "tiny.gguf");
 
-function dajian(home: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((res, rej) => {
-    const p = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "--home", home, ...args], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("error", rej);
-    p.on("close", (code) => res({ code: code ?? -1, out, err }));
-  });
-}
+const dajian = (home: string, args: string[]) => runCli(["--home", home, ...args]);
 
 beforeAll(() => {
   writeTinyLlamaGguf(gguf, {

@@ -1,10 +1,9 @@
 // Stage 1 commands — choose and prepare a model: `models catalog|estimate|import|export`, `quantize`,
 // `bench model`, `eval perplexity`. Thin shells over src/models/{catalog,memory,import,quantize,bench-model,perplexity}.
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { DajianError } from "../../core/errors.js";
 import { terminalProgress } from "../../core/progress.js";
-import { openHomeDb } from "../../store/sqlite.js";
 import { benchModel } from "../../models/bench-model.js";
 import { catalogReport, type CatalogLang, type CatalogTask } from "../../models/catalog.js";
 import { detectHardware } from "../../models/hardware.js";
@@ -12,7 +11,7 @@ import { exportModel, importModel } from "../../models/import.js";
 import { estimateGgufFile, formatBytes } from "../../models/memory.js";
 import { perplexity } from "../../models/perplexity.js";
 import { parseQuantType, quantizeModel } from "../../models/quantize.js";
-import { ModelRegistry } from "../../models/registry.js";
+import { localModelFile } from "../model-file.js";
 import { action, homeOf, printJson, printTable, withHome } from "../util.js";
 import { evalGroup } from "./eval-retrieval.js";
 
@@ -28,30 +27,6 @@ function posInt(flag: string) {
       throw new DajianError("invalid_input", `${flag} must be a positive integer, got '${v}'`, `pass e.g. ${flag} 4`);
     return n;
   };
-}
-
-/** A GGUF path, or the name of a registered local model. */
-function resolveModelFile(cmd: Command, ref: string): string {
-  if (existsSync(ref) && statSync(ref).isFile()) return ref;
-  const home = homeOf(cmd);
-  const db = openHomeDb(home);
-  try {
-    const e = new ModelRegistry(db, home).get(ref);
-    if (e?.kind === "local") return e.path;
-    if (e)
-      throw new DajianError(
-        "invalid_input",
-        `model "${ref}" is a remote API model`,
-        "give a local GGUF file or local model name",
-      );
-  } finally {
-    db.close();
-  }
-  throw new DajianError(
-    "not_found",
-    `no GGUF file or local model named "${ref}"`,
-    "give a path to a .gguf file or a name from `dajian models list`",
-  );
 }
 
 const gib = (n?: number) => (n === undefined ? "" : formatBytes(n));
@@ -122,7 +97,7 @@ export function registerPrepare(program: Command): void {
   ).action(
     action(async (file: string, _opts: unknown, cmd: Command) => {
       const o = cmd.opts() as { ctx?: number; gpuLayers?: number; json?: boolean };
-      const e = estimateGgufFile(resolveModelFile(cmd, file), { contextSize: o.ctx, gpuLayers: o.gpuLayers });
+      const e = estimateGgufFile(localModelFile(cmd, file), { contextSize: o.ctx, gpuLayers: o.gpuLayers });
       if (o.json) return printJson(e);
       printTable([
         { part: "weights", bytes: gib(e.weights) },
@@ -197,7 +172,7 @@ export function registerPrepare(program: Command): void {
         json?: boolean;
       };
       const type = parseQuantType(o.type);
-      const input = resolveModelFile(cmd, inp);
+      const input = localModelFile(cmd, inp);
       let text: string | undefined;
       if (o.report) {
         if (!existsSync(o.report))
@@ -253,7 +228,7 @@ export function registerPrepare(program: Command): void {
         gpu?: boolean;
         json?: boolean;
       };
-      const r = await benchModel(resolveModelFile(cmd, file), {
+      const r = await benchModel(localModelFile(cmd, file), {
         contextSize: o.ctx,
         threads: o.threads,
         promptTokens: o.prompt,
@@ -304,7 +279,7 @@ export function registerPrepare(program: Command): void {
       if (!existsSync(textFile))
         throw new DajianError("not_found", `text file ${textFile} not found`, "give a UTF-8 text file");
       const bar = terminalProgress();
-      const r = await perplexity(resolveModelFile(cmd, model), readFileSync(textFile, "utf8"), {
+      const r = await perplexity(localModelFile(cmd, model), readFileSync(textFile, "utf8"), {
         contextSize: o.ctx,
         threads: o.threads,
         maxTokens: o.maxTokens,
