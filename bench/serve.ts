@@ -8,12 +8,16 @@
 // CPU ms per token of the working process is printed too: on a machine other processes load, it is the steadier
 // comparison. Then /v1/models latency idle and while 16 generations run.
 // Targets (issue 3): ≤ 5 % throughput loss, ≤ 10 ms added TTFT.
+// The served model decodes parallel requests in one batch per step (src/models/batching.ts); plain node-llama-cpp
+// splits such steps, so by default the baseline is node-llama-cpp as its users call it. --direct-batcher gives the
+// direct side dajian's batcher too, which isolates what HTTP, SSE and the server cost on their own.
 // Options: --dim N (256) --layers N (4) --ffn N (768) --max-tokens N (128) --rounds N (4) --threads N (default: cores-1, min 1) --levels 1,4,16 --keep
-//          --prof DIR (CPU profile of the server process) --skip-models-latency
+//          --prof DIR (CPU profile of the server process) --skip-models-latency --direct-batcher
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { getLlama, LlamaChat, LlamaLogLevel, resolveChatWrapper, type ChatHistoryItem } from "node-llama-cpp";
+import { StepBatcher } from "../src/models/batching.js";
 import { ModelRegistry } from "../src/models/registry.js";
 import { spawnServe } from "../src/server/testutil.js";
 import { openHomeDb } from "../src/store/sqlite.js";
@@ -30,6 +34,7 @@ const THREADS = Number(opt("threads", String(Math.max(1, availableParallelism() 
 const LEVELS = opt("levels", "1,4,16").split(",").map(Number);
 const SEQUENCES = Math.max(...LEVELS);
 const PROF = opt("prof", ""); // write a CPU profile of the server process into this folder
+const DIRECT_BATCHER = args.includes("--direct-batcher");
 const CTX = 1024;
 // Model size: the default is tiny (≈3M parameters, ~2 ms of CPU per token), which makes any fixed per-token HTTP cost
 // look large; `--dim 768 --layers 8 --ffn 2048` is closer to the models people serve.
@@ -120,7 +125,13 @@ async function measureAlternating(concurrency: number, contenders: Contender[]):
 async function direct(modelPath: string): Promise<{ one: () => Promise<Sample>; dispose(): Promise<void> }> {
   const llama = await getLlama({ gpu: "auto", logLevel: LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath });
-  const context = await model.createContext({ contextSize: CTX, sequences: SEQUENCES, threads: THREADS });
+  const batcher = DIRECT_BATCHER ? new StepBatcher() : undefined;
+  const context = await model.createContext({
+    contextSize: CTX,
+    sequences: SEQUENCES,
+    threads: THREADS,
+    ...(batcher ? { batching: { itemPrioritizationStrategy: batcher.strategy } } : {}),
+  });
   const free = Array.from({ length: SEQUENCES }, () => context.getSequence());
   const chatWrapper = resolveChatWrapper(model); // resolved once, as the server's LocalChatModel does
   const history: ChatHistoryItem[] = [{ type: "user", text: PROMPT }];
@@ -131,6 +142,7 @@ async function direct(modelPath: string): Promise<{ one: () => Promise<Sample>; 
     let ttft = NaN;
     let tokens = 0;
     const meter = seq.tokenMeter.getState();
+    batcher?.begin();
     try {
       await chat.generateResponse(history, {
         maxTokens: MAX_TOKENS,
@@ -143,6 +155,7 @@ async function direct(modelPath: string): Promise<{ one: () => Promise<Sample>; 
       // Counted as the server counts completion_tokens (every sampled token, held-back ones included).
       tokens = Math.max(tokens, seq.tokenMeter.diff(meter).usedOutputTokens);
     } finally {
+      batcher?.end();
       chat.dispose({ disposeSequence: false });
       await seq.clearHistory();
       free.push(seq);
@@ -244,7 +257,8 @@ async function main() {
   db.close();
   console.log(
     `bench:serve — ${(params / 1e6).toFixed(1)}M-param llama GGUF (${(w.bytes / 1048576).toFixed(1)} MiB F32), ` +
-      `max_tokens ${MAX_TOKENS}, ${ROUNDS} rounds/level, ${THREADS} thread(s), ${cpus().length} CPU(s), greedy`,
+      `max_tokens ${MAX_TOKENS}, ${ROUNDS} rounds/level, ${THREADS} thread(s), ${cpus().length} CPU(s), greedy` +
+      (DIRECT_BATCHER ? ", direct side with dajian's step batcher" : ", direct side plain node-llama-cpp"),
   );
 
   const dm = await direct(gguf);

@@ -1,5 +1,6 @@
 // The token channel between node-llama-cpp's callbacks and a consumer: order kept, consecutive deltas merged, the
-// consumer woken only after the event loop has turned twice (so the next decode step is dispatched first), errors
+// consumer woken only after the event loop has turned twice (so the next decode step is dispatched first) or through
+// the model's gate (after the next batch is cut; at once at the end), errors
 // delivered after what came before them. And the thread default never oversubscribes the machine.
 import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
@@ -42,6 +43,31 @@ describe("Channel", () => {
     expect(seen).toEqual([]);
     await first;
     expect(seen).toEqual(["dispatch", "consumer"]);
+  });
+
+  it("wakes through its gate (the batcher: after the next batch is cut), but at its end without it", async () => {
+    const gated: (() => void)[] = [];
+    const ch = new Channel<Item>((fire) => gated.push(fire));
+    const got: Item[] = [];
+    const done = (async () => {
+      for await (const x of ch) got.push(x);
+    })();
+    await new Promise((r) => setImmediate(r));
+    ch.push({ type: "delta", text: "a" });
+    ch.push({ type: "delta", text: "b" });
+    await new Promise((r) => setImmediate(r));
+    expect(got).toEqual([]); // no batch cut yet: the reader sleeps
+    expect(gated).toHaveLength(1); // one wake-up requested, not one per token
+    gated.shift()!();
+    await new Promise((r) => setImmediate(r));
+    expect(got).toEqual([{ type: "delta", text: "ab" }]);
+    ch.push({ type: "delta", text: "c" });
+    ch.end(); // the last token: no further batch will come, so the end must not wait for the gate
+    await done;
+    expect(got).toEqual([
+      { type: "delta", text: "ab" },
+      { type: "delta", text: "c" },
+    ]);
   });
 
   it("delivers an error after the items pushed before it", async () => {

@@ -20,6 +20,7 @@ import {
 } from "node-llama-cpp";
 import { DajianError, isDajianError } from "../core/errors.js";
 import { readGgufHeader, metaString } from "../gguf/reader.js";
+import { StepBatcher, type BatchStats } from "./batching.js";
 import { SlotQueue } from "./queue.js";
 import type { LocalModelSpec } from "./registry.js";
 import type { ChatChunk, ChatMessage, ChatModel, ChatResult, EmbeddingModel, GenerateOptions } from "./types.js";
@@ -60,27 +61,44 @@ export async function llamaBackend(): Promise<string> {
 /**
  * A push-to-pull bridge from node-llama-cpp's token callbacks to an async iterator, kept off the decode path.
  * node-llama-cpp drives every decode step from the JS thread: after a step it samples, calls our callbacks and
- * queues the next step with setImmediate (or at once when every sequence is waiting). Whatever the consumer does
- * with a token (JSON, an SSE write, a syscall) would delay that dispatch if it ran in the callback's microtasks.
- * So the consumer is woken two event-loop turns later, after the next step is already decoding on llama.cpp's
- * thread, and takes everything that piled up meanwhile at once (deltas merged, so a slow reader does fewer writes).
+ * queues the next step. Whatever the consumer does with a token (JSON, an SSE write, a syscall) would delay that
+ * step if it ran in the callback's microtasks. So the consumer is woken through `gate`: the model's batcher wakes
+ * it once the next step has been handed to llama.cpp (the default, two event-loop turns, suits a lone channel).
+ * The consumer then takes everything that piled up at once (deltas merged, so a slow reader does fewer writes).
+ * The end of the stream wakes the consumer at once: no further step may come.
  */
 export class Channel<T extends { type: string; text?: string }> {
   private items: T[] = [];
   private wake?: () => void;
-  private scheduled = false;
+  private gated = false;
+  private soon = false;
   private closed = false;
   private error: unknown;
-  private readonly fire = () => {
-    this.scheduled = false;
+  constructor(private readonly gate: (fire: () => void) => void = (f) => setImmediate(() => setImmediate(f))) {}
+  private fire() {
     const w = this.wake;
     this.wake = undefined;
     w?.();
+  }
+  private readonly fireGated = () => {
+    this.gated = false;
+    this.fire();
+  };
+  private readonly fireSoon = () => {
+    this.soon = false;
+    this.fire();
   };
   private schedule() {
-    if (this.scheduled || !this.wake) return;
-    this.scheduled = true;
-    setImmediate(() => setImmediate(this.fire));
+    if (!this.wake) return;
+    if (this.closed) {
+      if (!this.soon) {
+        this.soon = true;
+        setImmediate(this.fireSoon);
+      }
+    } else if (!this.gated) {
+      this.gated = true;
+      this.gate(this.fireGated);
+    }
   }
   push(v: T) {
     const last = this.items[this.items.length - 1];
@@ -156,6 +174,7 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
     private readonly context: LlamaContext,
     private readonly sequences: LlamaContextSequence[],
     private readonly chatWrapper: ChatWrapper,
+    private readonly batcher: StepBatcher,
   ) {
     this.contextSize = context.contextSize;
     this.chatTemplate = chatWrapper.wrapperName;
@@ -191,6 +210,7 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
       );
     }
     const nSeq = spec.sequences ?? 1;
+    const batcher = new StepBatcher();
     let context: LlamaContext;
     try {
       context = await model.createContext({
@@ -201,6 +221,8 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
         lora: spec.adapters?.length
           ? { adapters: spec.adapters.map((a) => ({ filePath: a.path, scale: a.scale })) }
           : undefined,
+        // Parallel requests share one decode batch per step (see batching.ts).
+        batching: { itemPrioritizationStrategy: batcher.strategy },
       });
     } catch (err) {
       await model.dispose();
@@ -213,7 +235,7 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
     }
     const seqs = Array.from({ length: nSeq }, () => context.getSequence());
     const wrapper = resolveChatWrapper(model);
-    return new LocalChatModel(name, spec, llama.gpu || "cpu", llama, model, context, seqs, wrapper);
+    return new LocalChatModel(name, spec, llama.gpu || "cpu", llama, model, context, seqs, wrapper, batcher);
   }
 
   /** Slots busy and requests waiting (for /metrics and tests). */
@@ -224,6 +246,11 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
       slots: this.queue.slots,
       maxQueue: this.queue.maxQueue,
     };
+  }
+
+  /** Decode batches and items so far (tests, diagnostics: items / batches is the mean parallelism per step). */
+  get batching(): Readonly<BatchStats> {
+    return { ...this.batcher.stats };
   }
 
   async countTokens(text: string): Promise<number> {
@@ -302,12 +329,14 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
       }
       throw err;
     }
+    // On an idle context, a burst's prompts are decoded together (see batching.ts); a short, capped wait.
+    await this.batcher.admit(this.queue.running < this.queue.slots);
     const t0 = Date.now();
     // Internal controller: aborted by the caller's signal or by the consumer leaving the loop early.
     const ctl = new AbortController();
     const onAbort = () => ctl.abort(opts.signal?.reason);
     opts.signal?.addEventListener("abort", onAbort, { once: true });
-    const chan = new Channel<ChatChunk>();
+    const chan = new Channel<ChatChunk>((wake) => this.batcher.afterNextCut(wake));
     const seq = this.sequences[slot];
     let text = "";
     let completionTokens = 0;
@@ -317,6 +346,7 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
     const sampled = () => Math.max(completionTokens, seq.tokenMeter.diff(meterBefore).usedOutputTokens);
     const run = (async () => {
       const chat = new LlamaChat({ contextSequence: seq, chatWrapper: this.chatWrapper });
+      this.batcher.begin();
       try {
         const res = await chat.generateResponse(toHistory(messages), {
           onTextChunk: (t) => {
@@ -354,6 +384,7 @@ export class LocalChatModel implements ChatModel, EmbeddingModel {
             }),
           );
       } finally {
+        this.batcher.end();
         chat.dispose({ disposeSequence: false });
         await seq.clearHistory().catch(() => {});
         opts.signal?.removeEventListener("abort", onAbort);
