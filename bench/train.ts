@@ -29,6 +29,8 @@ interface Prepared {
 interface SideResult {
   losses: number[];
   stepSeconds: number[];
+  /** Process CPU time (all threads) per step: steadier than wall time on a shared machine. */
+  stepCpuSeconds?: number[];
   valLoss: number;
   peakRss: number;
   version?: string;
@@ -75,10 +77,14 @@ async function worker(dir: string): Promise<void> {
   );
   const losses: number[] = [];
   const stepSeconds: number[] = [];
+  const stepCpuSeconds: number[] = [];
   for (const [s, batch] of train.entries()) {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     const r = await tr.trainStep([batch]);
     stepSeconds.push((performance.now() - t0) / 1000);
+    const c = process.cpuUsage(c0);
+    stepCpuSeconds.push((c.user + c.system) / 1e6);
     losses.push(r.loss);
     process.stderr.write(
       `dajian step ${s + 1}/${train.length} loss ${r.loss.toFixed(3)} ${stepSeconds.at(-1)?.toFixed(2)}s\n`,
@@ -87,10 +93,10 @@ async function worker(dir: string): Promise<void> {
   if (process.env.PROFILE === "1") {
     const prof = tr.profile(train[0], process.env.PROFILE_SHAPES === "1");
     const total = prof.reduce((a, e) => a + e.ms, 0);
-    process.stderr.write(`\nprofile of one step's forward+backward graph (${total.toFixed(0)} ms node by node):\n`);
+    process.stderr.write(`\nprofile of one replica's forward+backward graph (${total.toFixed(0)} ms node by node):\n`);
     for (const e of prof.slice(0, 24))
       process.stderr.write(
-        `  ${e.op.padEnd(40)} ${e.ms.toFixed(0).padStart(7)} ms ${((100 * e.ms) / total).toFixed(1).padStart(5)} %  ×${e.count}\n`,
+        `  ${e.op.padEnd(40)} ${e.ms.toFixed(0).padStart(7)} ms ${((100 * e.ms) / total).toFixed(1).padStart(5)} %  cpu ${e.cpuMs.toFixed(0).padStart(6)} ms  ×${e.count}\n`,
       );
   }
   let v = 0;
@@ -98,6 +104,7 @@ async function worker(dir: string): Promise<void> {
   const res: SideResult = {
     losses,
     stepSeconds,
+    stepCpuSeconds,
     valLoss: v / val.length,
     peakRss: peakRss(),
     computeBytes: tr.computeBytes,
@@ -282,6 +289,11 @@ async function main(): Promise<void> {
       const s = r.stepSeconds.length > 1 ? r.stepSeconds.slice(1) : r.stepSeconds;
       return (s.length * B * T) / s.reduce((a, b) => a + b, 0);
     };
+    const cpuPerStep = (r: SideResult): number => {
+      const all = r.stepCpuSeconds ?? [];
+      const s = all.length > 1 ? all.slice(1) : all;
+      return s.length ? s.reduce((a, b) => a + b, 0) / s.length : NaN;
+    };
     const mib = (b: number): string => `${(b / 2 ** 20).toFixed(0)} MiB`;
     const row = (name: string, d: string, t: string, ratio: string): void =>
       console.log(`| ${name} | ${d} | ${t} | ${ratio} |`);
@@ -293,6 +305,12 @@ async function main(): Promise<void> {
       tps(dajian).toFixed(0),
       torch ? tps(torch).toFixed(0) : "n/a",
       torch ? r(tps(dajian) / tps(torch)) : "n/a",
+    );
+    row(
+      "CPU seconds per step (all threads; lower is better)",
+      cpuPerStep(dajian).toFixed(2),
+      torch ? cpuPerStep(torch).toFixed(2) : "n/a",
+      torch ? r(cpuPerStep(dajian) / cpuPerStep(torch)) : "n/a",
     );
     row(
       "peak RSS",

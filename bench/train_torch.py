@@ -77,9 +77,10 @@ def main(d):
         return F.cross_entropy(logits.reshape(-1, V), batch[:, 1:].reshape(-1))
 
     opt = torch.optim.AdamW(P.values(), lr=cfg["lrs"][0], betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-    losses, times = [], []
+    losses, times, cpu = [], [], []
     for s, batch in enumerate(train):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         for g in opt.param_groups:
             g["lr"] = cfg["lrs"][s]
         opt.zero_grad(set_to_none=True)
@@ -89,10 +90,11 @@ def main(d):
         opt.step()
         losses.append(loss.item())
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         print(f"torch step {s + 1}/{len(train)} loss {losses[-1]:.3f} {times[-1]:.2f}s", file=sys.stderr)
     with torch.no_grad():
         val_loss = sum(loss_of(b).item() for b in val) / len(val)
-    print(json.dumps({"losses": losses, "stepSeconds": times, "valLoss": val_loss, "peakRss": peak_rss_bytes(),
+    print(json.dumps({"losses": losses, "stepSeconds": times, "stepCpuSeconds": cpu, "valLoss": val_loss, "peakRss": peak_rss_bytes(),
                       "version": torch.__version__, "threads": torch.get_num_threads()}))
 
 

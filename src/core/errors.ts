@@ -13,6 +13,7 @@ export type ErrorCode =
   | "rate_limited"
   | "busy"
   | "upstream"
+  | "interrupted"
   | "internal";
 
 const STATUS: Record<ErrorCode, number> = {
@@ -27,6 +28,7 @@ const STATUS: Record<ErrorCode, number> = {
   rate_limited: 429,
   busy: 503,
   upstream: 502,
+  interrupted: 499, // stopped on request (Ctrl-C, SIGTERM, an abort signal); the work can be resumed
   internal: 500,
 };
 

@@ -64,6 +64,7 @@ const BASE_SIGNATURES = {
   // element-wise and reductions
   ggml_add: "ggml_tensor * ggml_add(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
   ggml_add_inplace: "ggml_tensor * ggml_add_inplace(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
+  ggml_mul_inplace: "ggml_tensor * ggml_mul_inplace(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
   ggml_sub: "ggml_tensor * ggml_sub(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
   ggml_mul: "ggml_tensor * ggml_mul(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
   ggml_div: "ggml_tensor * ggml_div(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
@@ -92,6 +93,7 @@ const BASE_SIGNATURES = {
   ggml_rope_ext:
     "ggml_tensor * ggml_rope_ext(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, ggml_tensor * c, int n_dims, int mode, int n_ctx_orig, float freq_base, float freq_scale, float ext_factor, float attn_factor, float beta_fast, float beta_slow)",
   ggml_get_rows: "ggml_tensor * ggml_get_rows(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
+  ggml_set_rows: "ggml_tensor * ggml_set_rows(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, ggml_tensor * c)",
   ggml_cross_entropy_loss:
     "ggml_tensor * ggml_cross_entropy_loss(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
   // shape
@@ -104,7 +106,12 @@ const BASE_SIGNATURES = {
   ggml_permute: "ggml_tensor * ggml_permute(ggml_context * ctx, ggml_tensor * a, int ax0, int ax1, int ax2, int ax3)",
   ggml_transpose: "ggml_tensor * ggml_transpose(ggml_context * ctx, ggml_tensor * a)",
   ggml_cont: "ggml_tensor * ggml_cont(ggml_context * ctx, ggml_tensor * a)",
+  ggml_view_4d:
+    "ggml_tensor * ggml_view_4d(ggml_context * ctx, ggml_tensor * a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3, size_t nb1, size_t nb2, size_t nb3, size_t offset)",
+  ggml_acc:
+    "ggml_tensor * ggml_acc(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, size_t nb1, size_t nb2, size_t nb3, size_t offset)",
   ggml_cpy: "ggml_tensor * ggml_cpy(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)",
+  ggml_concat: "ggml_tensor * ggml_concat(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, int dim)",
   // graphs and autograd
   ggml_new_graph_custom: "ggml_cgraph * ggml_new_graph_custom(ggml_context * ctx, size_t size, bool grads)",
   ggml_build_forward_expand: "void ggml_build_forward_expand(ggml_cgraph * g, ggml_tensor * t)",

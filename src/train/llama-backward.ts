@@ -15,26 +15,53 @@ import type { LlamaWeights } from "./llama-model.js";
 export interface TrainInputs {
   /** i32 [T·B]: sequence b at [b·T, (b+1)·T). */
   tokens: Tensor;
-  /** f32 [vocab, T·B]: one-hot next tokens. */
-  targets: Tensor;
+  /** i32 [T·B]: where each next token sits in the flattened logits, n·vocab + id (no one-hot matrix). */
+  targetIdx: Tensor;
   /** i32 [T]: 0..T-1. */
   pos: Tensor;
   /** f32 [T, T]: 0 on and below the diagonal, -inf above (causal mask). */
   mask: Tensor;
-  /** f32 [1] = 1: the loss gradient seed. */
+  /** f32 [1] = 1. */
   one: Tensor;
+  /** Causal masks of the query blocks (see causalBlocks): block j is [(j+1)·T/n keys, T/n queries]. */
+  blockMasks?: Tensor[];
 }
 
-/** Allocate the inputs of buildLlamaTrainGraph in an allocating context. */
-export function createTrainInputs(ctx: Context, vocab: number, T: number, B: number): TrainInputs {
-  const mask = new Float32Array(T * T);
-  for (let t = 0; t < T; t++) for (let s = t + 1; s < T; s++) mask[t * T + s] = -Infinity;
+/**
+ * Query blocks for causal attention on one thread: block j of T/n queries only sees the first (j+1)·T/n keys, so
+ * scores, softmax and the four attention products skip the masked upper triangle — (n+1)/2n of the full work
+ * (2 blocks: 3/4 of the work). Odd lengths are not split.
+ */
+export function causalBlocks(T: number): number {
+  return T >= 4 && T % 2 === 0 ? 2 : 1;
+}
+
+/** Causal mask for queries [q0, q0 + nq) over keys [0, nk): -inf where the key comes after the query. */
+function causalMask(nk: number, q0: number, nq: number): Float32Array {
+  const m = new Float32Array(nk * nq);
+  for (let i = 0; i < nq; i++) for (let k = q0 + i + 1; k < nk; k++) m[i * nk + k] = -Infinity;
+  return m;
+}
+
+/** Allocate the inputs of buildLlamaTrainGraph in an allocating context (`blocks`: causalBlocks, for one thread). */
+export function createTrainInputs(ctx: Context, vocab: number, T: number, B: number, blocks = 1): TrainInputs {
+  if (vocab * T * B >= 2 ** 31)
+    throw new DajianError("too_large", "vocab × seq × batch ≥ 2³¹ logits", "use a smaller batch or sequence");
+  const mask = causalMask(T, 0, T);
+  const Tb = T / blocks;
+  const blockMasks =
+    blocks > 1
+      ? Array.from({ length: blocks }, (_, j) =>
+          ctx
+            .tensor([(j + 1) * Tb, Tb])
+            .name(`kq_mask_${j}`)
+            .set(causalMask((j + 1) * Tb, j * Tb, Tb)),
+        )
+      : undefined;
   return {
+    blockMasks,
     tokens: ctx.tensor([T * B], GgmlType.I32).name("tokens"),
-    targets: ctx
-      .tensor([vocab, T * B])
-      .name("targets")
-      .zero(),
+    targetIdx: ctx.tensor([T * B], GgmlType.I32).name("target_idx"),
     pos: ctx
       .tensor([T], GgmlType.I32)
       .name("pos")
@@ -115,10 +142,11 @@ export function buildLlamaTrainGraph(
     contrib.set(name, list);
   };
   // Transposed copies, made once per tensor: q/k/v share their input, and so do gate/up.
+  const oneThread = (opts.threads ?? 1) === 1;
   const transposed = new Map<Tensor, Tensor>();
   const T2 = (t: Tensor): Tensor => {
     let r = transposed.get(t);
-    if (!r) transposed.set(t, (r = ctx.cont(ctx.transpose(t))));
+    if (!r) transposed.set(t, (r = oneThread ? ctx.transposeCopy(t) : ctx.cont(ctx.transpose(t))));
     return r;
   };
   /** y = W x and, later, its backward: dx = Wᵀ dy, dW = x dyᵀ — both as mul_mat. */
@@ -137,16 +165,101 @@ export function buildLlamaTrainGraph(
     return ctx.rmsNormBack(ctx.mul(dy, W(name)), x, c.normEps);
   };
   const { headsMajor, mmBH, fromBH, headReduce } = attentionLayout(ctx, { hd, T, B, rep, KV, threads: opts.threads });
+  /** Gradients of an attention block w.r.t. q [hd, H, T, B], k and v [hd, KV, T, B] (rope not yet undone). */
+  interface AttnBack {
+    dQ: Tensor;
+    dK: Tensor;
+    dV: Tensor;
+  }
+  /** Attention over all T keys, one product per (head, sequence), in the thread-safe layout of attentionLayout. */
+  const fullAttention = (q: Tensor, k: Tensor, v: Tensor): { M: Tensor; back: (dM: Tensor) => AttnBack } => {
+    const Q = headsMajor(q); // [hd, T, H, B]
+    const K = ctx.cont(ctx.permute(k, [0, 2, 1, 3])); // [hd, T, KV, B]; mul_mat maps query head h to kv h/rep
+    const Vh = ctx.cont(ctx.permute(v, [0, 2, 1, 3])); // [hd, T, KV, B]
+    const P = ctx.softMaxExt(ctx.mulMat(K, Q), io.mask, scale); // [T_key, T_query, H, B]
+    const M = ctx.reshape(fromBH(mmBH(T2(Vh), P)), [c.dim, N]);
+    const back = (dM: Tensor): AttnBack => {
+      const dA = headsMajor(ctx.reshape(dM, [hd, H, T, B])); // [hd, T, H, B]
+      const dP = ctx.mulMat(Vh, dA); // [T_key, T_query, H, B]
+      const dV = headReduce(mmBH(T2(dA), T2(P))); // [hd, T, B, KV]
+      const dS = ctx.softMaxBack(dP, P, scale);
+      const dQ = mmBH(T2(K), dS); // [hd, T, B, H]
+      const dK = headReduce(mmBH(T2(Q), T2(dS))); // [hd, T, B, KV]
+      return { dQ: fromBH(dQ), dK: fromBH(dK), dV: fromBH(dV) };
+    };
+    return { M, back };
+  };
+  // Sum the gradients of the query heads that share one kv head (h = kv·rep + r): [hd, n, H, B] → [hd, n, KV, B].
+  const kvReduce = (g: Tensor): Tensor => {
+    const n = g.shape[1];
+    return rep === 1
+      ? g
+      : ctx.reshape(ctx.repeatBack(ctx.reshape(g, [hd * n, rep, KV, B]), ctx.tensor([hd * n, 1, KV, B])), [
+          hd,
+          n,
+          KV,
+          B,
+        ]);
+  };
+  const nBlocks = io.blockMasks?.length ?? 1;
+  const Tb = T / nBlocks;
+  /** Causal attention by query blocks (causalBlocks), contiguous operands for llamafile's sgemm: one thread only. */
+  const blockedAttention = (q: Tensor, k: Tensor, v: Tensor): { M: Tensor; back: (dM: Tensor) => AttnBack } => {
+    const masks = io.blockMasks ?? [];
+    const K = ctx.copy(ctx.permute(k, [0, 2, 1, 3])); // [hd, T, KV, B]
+    const Vh = ctx.copy(ctx.permute(v, [0, 2, 1, 3]));
+    const VT = T2(Vh); // [T, hd, KV, B]
+    /** Keys [0, n) of a [*, T, KV, B] (dim 1) or [T, *, KV, B] (dim 0) tensor. */
+    const keys = (t: Tensor, n: number, dim: 0 | 1): Tensor =>
+      n === T ? t : ctx.view(t, dim === 1 ? [hd, n, KV, B] : [n, hd, KV, B]);
+    /** Query block j of a contiguous [hd, H, T, B] tensor as contiguous [hd, Tb, H, B]. */
+    const block = (t: Tensor, j: number): Tensor => {
+      const view = ctx.view(t, [hd, H, Tb, B], j * Tb * t.strides[2]);
+      return ctx.copy(ctx.permute(view, [0, 2, 1, 3]));
+    };
+    /** Per-block [hd, Tb, H, B] results → one [hd, H, T, B]. */
+    const join = (parts: Tensor[]): Tensor =>
+      parts.map((t) => ctx.permute(t, [0, 2, 1, 3])).reduce((a, b) => ctx.concat(a, b, 2));
+    const Qs: Tensor[] = [];
+    const Ps: Tensor[] = [];
+    const outs: Tensor[] = [];
+    for (let j = 0; j < nBlocks; j++) {
+      const kb = (j + 1) * Tb;
+      Qs.push(block(q, j));
+      Ps.push(ctx.softMaxExt(ctx.mulMat(keys(K, kb, 1), Qs[j]), masks[j], scale)); // [kb, Tb, H, B]
+      outs.push(ctx.mulMat(keys(VT, kb, 0), Ps[j])); // [hd, Tb, H, B]
+    }
+    const M = ctx.reshape(join(outs), [c.dim, N]);
+    const back = (dM: Tensor): AttnBack => {
+      const d4 = ctx.reshape(dM, [hd, H, T, B]);
+      const KT = T2(K); // [T, hd, KV, B]
+      const dQs: Tensor[] = [];
+      let dK: Tensor | null = null;
+      let dV: Tensor | null = null;
+      for (let j = nBlocks - 1; j >= 0; j--) {
+        const kb = (j + 1) * Tb;
+        const dA = block(d4, j); // [hd, Tb, H, B]
+        const dP = ctx.mulMat(keys(Vh, kb, 1), dA); // [kb, Tb, H, B]
+        const dVj = kvReduce(ctx.mulMat(T2(dA), T2(Ps[j]))); // [hd, kb, KV, B]
+        const dS = ctx.softMaxBack(dP, Ps[j], scale);
+        dQs[j] = ctx.mulMat(keys(KT, kb, 0), dS); // [hd, Tb, H, B]
+        const dKj = kvReduce(ctx.mulMat(T2(Qs[j]), T2(dS)));
+        dK = dK ? ctx.accLeading(dK, dKj) : dKj; // the last block sees all keys: earlier ones add into its front
+        dV = dV ? ctx.accLeading(dV, dVj) : dVj;
+      }
+      const rows = (t: Tensor | null): Tensor => ctx.copy(ctx.permute(t ?? dQs[0], [0, 2, 1, 3])); // → [hd, KV, T, B]
+      return { dQ: join(dQs), dK: rows(dK), dV: rows(dV) };
+    };
+    return { M, back };
+  };
+  const attention = opts.threads === 1 && nBlocks > 1 ? blockedAttention : fullAttention;
 
   // ---- forward, keeping what the backward reads --------------------------------------------------------------
   interface Saved {
     x: Tensor;
     n1: Tensor;
     h: Tensor;
-    Q: Tensor;
-    K: Tensor;
-    Vh: Tensor;
-    P: Tensor;
+    attnBack: (dM: Tensor) => AttnBack;
     M: Tensor;
     x1: Tensor;
     n2: Tensor;
@@ -163,31 +276,29 @@ export function buildLlamaTrainGraph(
     const q = ctx.rope(ctx.reshape(linear(`${p}attn_q.weight`, h), [hd, H, T, B]), io.pos, hd, rope);
     const k = ctx.rope(ctx.reshape(linear(`${p}attn_k.weight`, h), [hd, KV, T, B]), io.pos, hd, rope);
     const v = ctx.reshape(linear(`${p}attn_v.weight`, h), [hd, KV, T, B]);
-    const Q = headsMajor(q); // [hd, T, H, B]
-    const K = ctx.cont(ctx.permute(k, [0, 2, 1, 3])); // [hd, T, KV, B]; mul_mat maps query head h to kv h/rep
-    const Vh = ctx.cont(ctx.permute(v, [0, 2, 1, 3])); // [hd, T, KV, B]
-    const P = ctx.softMaxExt(ctx.mulMat(K, Q), io.mask, scale); // [T_key, T_query, H, B]
-    const M = ctx.reshape(fromBH(mmBH(T2(Vh), P)), [c.dim, N]);
+    const { M, back: attnBack } = attention(q, k, v);
     const x1 = ctx.add(x, linear(`${p}attn_output.weight`, M));
     const { n: n2, y: h2 } = norm(x1, `${p}ffn_norm.weight`);
     const a = linear(`${p}ffn_gate.weight`, h2);
     const b = linear(`${p}ffn_up.weight`, h2);
     const f = ctx.swiglu(a, b);
-    saved.push({ x, n1, h, Q, K, Vh, P, M, x1, n2, h2, a, b, f });
+    saved.push({ x, n1, h, attnBack, M, x1, n2, h2, a, b, f });
     x = ctx.add(x1, linear(`${p}ffn_down.weight`, f));
   }
   const { n: nf, y: hf } = norm(x, "output_norm.weight");
   const outName = c.tiedEmbeddings ? "token_embd.weight" : "output.weight";
   const logits = linear(outName, hf); // [vocab, N]
-  const loss = ctx.output(ctx.loss(ctx.crossEntropyLoss(logits, io.targets)));
+  // Cross-entropy from the softmax and the target positions: loss = −mean log p[y], d loss/d logits = (p − onehot)/N.
+  // ggml's CROSS_ENTROPY_LOSS(+_BACK) read a one-hot [vocab, N] matrix twice and write a third; this reads the
+  // logits once, and the gradient overwrites the softmax in place (its 1/N is applied to the two small products).
+  const probs = ctx.reshape(ctx.softMax(logits), [1, c.vocabSize * N]);
+  const pY = ctx.getRows(probs, io.targetIdx); // [1, N]
+  const loss = ctx.output(ctx.loss(ctx.scale(ctx.sum(ctx.log(pY)), -1 / N)));
+  const dLogits = ctx.reshape(ctx.setRows(probs, ctx.sub(pY, io.one), io.targetIdx), [c.vocabSize, N]);
 
   // ---- backward ------------------------------------------------------------------------------------------------
-  let dx = normBack(
-    x,
-    nf,
-    "output_norm.weight",
-    linearBack(outName, hf, ctx.crossEntropyLossBack(io.one, logits, io.targets)),
-  );
+  addGrad(outName, ctx.scale(ctx.mulMat(T2(hf), T2(dLogits)), 1 / N));
+  let dx = normBack(x, nf, "output_norm.weight", ctx.scale(ctx.mulMat(T2(W(outName)), dLogits), 1 / N));
   for (let l = c.layers - 1; l >= 0; l--) {
     const p = `blk.${l}.`;
     const s = saved[l];
@@ -199,17 +310,11 @@ export function buildLlamaTrainGraph(
     const dx1 = ctx.add(dx, normBack(s.x1, s.n2, `${p}ffn_norm.weight`, dh2));
     // x1 = x + W_o · attention
     const dM = linearBack(`${p}attn_output.weight`, s.M, dx1);
-    const dA = headsMajor(ctx.reshape(dM, [hd, H, T, B])); // [hd, T, H, B]
-    const dP = ctx.mulMat(s.Vh, dA); // [T_key, T_query, H, B]
-    const dV = headReduce(mmBH(T2(dA), T2(s.P))); // [hd, T, B, KV]
-    const dS = ctx.softMaxBack(dP, s.P, scale);
-    const dQ = mmBH(T2(s.K), dS); // [hd, T, B, H]
-    const dK = headReduce(mmBH(T2(s.Q), T2(dS))); // [hd, T, B, KV]
-    const back = (g: Tensor, heads: number): Tensor =>
-      ctx.reshape(ctx.ropeBack(fromBH(g), io.pos, hd, rope), [hd * heads, N]);
+    const { dQ, dK, dV } = s.attnBack(dM);
+    const back = (g: Tensor, heads: number): Tensor => ctx.reshape(ctx.ropeBack(g, io.pos, hd, rope), [hd * heads, N]);
     const dq = back(dQ, H);
     const dk = back(dK, KV);
-    const dv = ctx.reshape(fromBH(dV), [hd * KV, N]);
+    const dv = ctx.reshape(dV, [hd * KV, N]);
     const dh = ctx.add(
       ctx.add(linearBack(`${p}attn_q.weight`, s.h, dq), linearBack(`${p}attn_k.weight`, s.h, dk)),
       linearBack(`${p}attn_v.weight`, s.h, dv),

@@ -10,18 +10,19 @@ import { BpeTokenizer, readVocab, type BpeVocab } from "../tokenizer/index.js";
 import { llamaTensorShapes, type LlamaConfig } from "./llama-gguf.js";
 
 /** Hyper-parameters from a llama GGUF. */
-export function readLlamaConfig(r: GgufReader): LlamaConfig {
-  const arch = metaString(r, "general.architecture");
-  if (arch !== "llama") {
+export function readLlamaConfig(r: GgufReader, archs: readonly string[] = ["llama"]): LlamaConfig {
+  // `archs`: GGUF architectures with llama's hyper-parameter keys under their own prefix (LoRA also reads "qwen2").
+  const arch = metaString(r, "general.architecture") ?? "";
+  if (!archs.includes(arch)) {
     throw new DajianError(
       "unsupported",
-      `architecture "${arch}" is not llama`,
-      "dajian's forward pass supports llama models",
+      `architecture "${arch}" is not ${archs.join(" or ")}`,
+      `dajian's forward pass supports ${archs.join(" and ")} models`,
     );
   }
   const need = (k: string): number => {
-    const v = metaNumber(r, `llama.${k}`);
-    if (v === undefined) throw new DajianError("corrupt", `GGUF lacks llama.${k}`, "re-export the model");
+    const v = metaNumber(r, `${arch}.${k}`);
+    if (v === undefined) throw new DajianError("corrupt", `GGUF lacks ${arch}.${k}`, "re-export the model");
     return v;
   };
   const heads = need("attention.head_count");
@@ -32,11 +33,11 @@ export function readLlamaConfig(r: GgufReader): LlamaConfig {
     layers: need("block_count"),
     dim,
     heads,
-    kvHeads: metaNumber(r, "llama.attention.head_count_kv") ?? heads,
+    kvHeads: metaNumber(r, `${arch}.attention.head_count_kv`) ?? heads,
     ffn: need("feed_forward_length"),
     contextLength: need("context_length"),
-    ropeTheta: metaNumber(r, "llama.rope.freq_base") ?? 10000,
-    normEps: metaNumber(r, "llama.attention.layer_norm_rms_epsilon") ?? 1e-5,
+    ropeTheta: metaNumber(r, `${arch}.rope.freq_base`) ?? 10000,
+    normEps: metaNumber(r, `${arch}.attention.layer_norm_rms_epsilon`) ?? 1e-5,
     tiedEmbeddings: !r.tensors.some((t) => t.name === "output.weight"),
   };
 }

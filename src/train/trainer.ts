@@ -1,7 +1,8 @@
 // Training core for llama models on ggml: one graph for forward + hand-written backward (llama-backward.ts; gradients
 // accumulate over micro-batches) whose activations share one buffer planned by ggml-alloc, a second graph with
 // ggml's in-graph AdamW step per parameter (its moments persist across steps), warm-up + cosine learning rate, and
-// global gradient-norm clipping.
+// global gradient-norm clipping. Combining the replicas' gradients, their norm and the clip scale run in ggml graphs
+// on all threads too, so the only work left to JavaScript between graphs is reading a few scalars.
 
 import { DajianError } from "../core/errors.js";
 
@@ -13,7 +14,7 @@ import {
   type LlamaConfig,
   type WriteLlamaOptions,
 } from "./llama-gguf.js";
-import { buildLlamaTrainGraph, createTrainInputs, type TrainInputs } from "./llama-backward.js";
+import { buildLlamaTrainGraph, causalBlocks, createTrainInputs, type TrainInputs } from "./llama-backward.js";
 import { createLlamaWeights, type LlamaWeights } from "./llama-model.js";
 import { Rng } from "./rng.js";
 import type { BpeVocab } from "../tokenizer/index.js";
@@ -80,6 +81,28 @@ export function adamwValues(
   return [lr, b1, b2, h.eps ?? 1e-8, h.weightDecay ?? defaults.weightDecay, 1 / (1 - b1 ** t), 1 / (1 - b2 ** t)];
 }
 
+/** Graph replicas the trainer runs for `threads` and micro-batch `batch` (see LlamaTrainer.replicas). */
+export function trainerReplicas(threads: number, batch: number): number {
+  return threads > 1 && batch % threads === 0 ? threads : 1;
+}
+
+/**
+ * The trainer's persistent ggml arena, exactly: weights + 2 AdamW moments + one gradient set per replica, the inputs
+ * (tokens, target positions, positions, masks), tensor and graph metadata. Activations live in the graphs'
+ * ggml-alloc buffers. The pre-flight estimate uses the same formula.
+ */
+export function trainerArenaBytes(config: LlamaConfig, T: number, B: number, replicas: number): number {
+  const shapes = llamaTensorShapes(config);
+  const nParams = shapes.reduce((a, s) => a + s.dims.reduce((x, y) => x * y, 1), 0);
+  const R = replicas;
+  return (
+    nParams * (12 + 4 * R) +
+    (2 * T * B + R * (2 * T * T + T + 8)) * 4 +
+    (shapes.length * (10 + 2 * R) + 16 * R) * 512 +
+    (4 << 20)
+  );
+}
+
 export interface StepResult {
   step: number;
   loss: number;
@@ -94,8 +117,6 @@ interface Replica {
   loss: Tensor;
   graph: Graph;
   grads: Tensor[];
-  /** Target positions set to 1 by the last load(), cleared by the next (cheaper than zeroing vocab × T·B floats). */
-  hot: number[];
 }
 
 export class LlamaTrainer {
@@ -117,6 +138,13 @@ export class LlamaTrainer {
   readonly hyper: TrainHyper;
   step = 0;
   private readonly reps: Replica[];
+  /** Adds the other replicas' gradients into the first's and takes each one's squared norm (sumSq). */
+  private readonly gComb: Graph;
+  private readonly sumSq: Tensor[];
+  /** Multiplies the combined gradients by gradFactor (mean over replicas and micro-batches, times the clip scale). */
+  private readonly gScale: Graph;
+  private readonly gradFactor: Tensor;
+  /** gScale's products, then AdamW on them. */
   private readonly gOpt: Graph;
   private readonly params: Tensor[];
   /** The first replica's accumulators: where the combined gradient ends up and what AdamW reads. */
@@ -135,18 +163,11 @@ export class LlamaTrainer {
     this.hyper = hyper;
     const { seq: T, batch: B } = hyper;
     this.V = config.vocabSize;
-    const R = engine.threads > 1 && B % engine.threads === 0 ? engine.threads : 1;
+    const R = trainerReplicas(engine.threads, B);
     this.replicas = R;
     const shapes = llamaTensorShapes(config);
-    const nParams = shapes.reduce((a, s) => a + s.dims.reduce((x, y) => x * y, 1), 0);
-    // Persistent memory, exactly: weights + 2 AdamW moments + one gradient set per replica, the inputs (one-hot
-    // targets, tokens, positions, mask), tensor and graph metadata. Activations live in the graphs' ggml-alloc buffers.
     const graphSize = 512 + config.layers * 512; // ~150 nodes per layer, checked against ops + nodes
-    const memBytes =
-      nParams * (12 + 4 * R) +
-      (this.V * T * B + T * B + R * (T * T + T + 8)) * 4 +
-      (shapes.length * (3 + R) + 16 * R) * 512 +
-      (4 << 20);
+    const memBytes = trainerArenaBytes(config, T, B, R);
     this.ctx = engine.context({ memBytes });
     this.weights = createLlamaWeights(this.ctx, config, init ?? initLlamaWeights(config, hyper.seed ?? 1));
     this.params = [...this.weights.tensors.values()];
@@ -156,7 +177,9 @@ export class LlamaTrainer {
       const gradMap = new Map<string, Tensor>();
       for (const [name, p] of this.weights.tensors)
         gradMap.set(name, this.ctx.tensor(p.shape).name(`grad${r}.${name}`).zero());
-      const io = createTrainInputs(this.ctx, this.V, T, B / R);
+      const oneThread = R > 1 || engine.threads === 1;
+      const blocks = oneThread ? causalBlocks(T) : 1;
+      const io = createTrainInputs(this.ctx, this.V, T, B / R, blocks);
       const ctx = engine.context({ memBytes: 48 << 20, noAlloc: true, uses: [this.ctx] });
       const built = buildLlamaTrainGraph(ctx, this.weights, gradMap, io, T, B / R, {
         threads: R > 1 ? 1 : engine.threads,
@@ -164,16 +187,30 @@ export class LlamaTrainer {
       const graph = ctx.graph({ size: graphSize });
       for (const n of built.nodes) graph.expand(n);
       graph.allocate();
-      this.reps.push({ ctx, io, loss: built.loss, graph, grads: [...gradMap.values()], hot: [] });
+      this.reps.push({ ctx, io, loss: built.loss, graph, grads: [...gradMap.values()] });
     }
     this.computeCtx = this.reps[0].ctx;
     this.computeBytes = this.reps.reduce((a, r) => a + r.graph.bufferBytes, 0);
     this.grads = this.reps[0].grads; // same order as params
     this.adamHyper = this.ctx.tensor([7]).name("adamw");
     this.moments = this.params.map((p) => [this.ctx.tensor(p.shape).zero(), this.ctx.tensor(p.shape).zero()]);
-    this.gOpt = this.ctx.graph({ size: shapes.length * 4 + 64 });
+    this.gradFactor = this.ctx.tensor([1]).name("grad_factor");
+    const size = shapes.length * (8 + 2 * R) + 64; // Graph.expand bounds nodes by all ops of this context
+    this.gComb = this.ctx.graph({ size });
+    this.gScale = this.ctx.graph({ size });
+    this.gOpt = this.ctx.graph({ size });
+    this.sumSq = this.grads.map((g, i) => {
+      let sum = g;
+      for (const r of this.reps.slice(1)) sum = this.ctx.addInPlace(sum, r.grads[i]);
+      const flat = this.ctx.reshape(sum, [g.numel, 1]);
+      const sq = this.ctx.mulMat(flat, flat); // Σ g² as one dot product: no temporary the size of g
+      this.gComb.expand(sq);
+      return sq;
+    });
     this.params.forEach((p, i) => {
-      this.gOpt.expand(this.ctx.adamwStep(p, this.grads[i], this.moments[i][0], this.moments[i][1], this.adamHyper));
+      const g = this.ctx.mulInPlace(this.grads[i], this.gradFactor);
+      this.gScale.expand(g);
+      this.gOpt.expand(this.ctx.adamwStep(p, g, this.moments[i][0], this.moments[i][1], this.adamHyper));
     });
   }
 
@@ -196,18 +233,15 @@ export class LlamaTrainer {
     const per = B / this.reps.length;
     this.reps.forEach((rep, r) => {
       const ids = new Int32Array(T * per);
-      const tv = rep.io.targets.view();
-      for (const i of rep.hot) tv[i] = 0;
-      rep.hot = [];
+      const at = new Int32Array(T * per);
       batch.slice(r * per, (r + 1) * per).forEach((row, b) => {
         for (let t = 0; t < T; t++) {
           ids[b * T + t] = row[t];
-          const i = (b * T + t) * this.V + row[t + 1];
-          tv[i] = 1;
-          rep.hot.push(i);
+          at[b * T + t] = (b * T + t) * this.V + row[t + 1];
         }
       });
       rep.io.tokens.set(ids);
+      rep.io.targetIdx.set(at);
     });
   }
 
@@ -223,28 +257,21 @@ export class LlamaTrainer {
     return this.reps.reduce((a, r) => a + r.loss.get()[0], 0) / this.reps.length;
   }
 
-  /** Sum the replicas' gradients into the first one's, times `scale`; returns the squared norm of the result. */
-  private combineGrads(scale: number): number {
-    let sq = 0;
-    this.grads.forEach((g, i) => {
-      const v = g.view();
-      const others = this.reps.slice(1).map((r) => r.grads[i].view());
-      for (let j = 0; j < v.length; j++) {
-        let x = v[j];
-        for (const o of others) x += o[j];
-        x *= scale;
-        v[j] = x;
-        sq += x * x;
-      }
-    });
-    return sq;
+  /** Sum the replicas' gradients into the first one's; returns the squared norm of the sum. */
+  private async combineGrads(): Promise<number> {
+    await this.gComb.compute(this.engine.threads);
+    return this.sumSq.reduce((a, t) => a + t.get()[0], 0);
   }
 
   /** Mean loss of one micro-batch without touching the weights (its gradients are then available). */
   async evaluate(batch: number[][]): Promise<number> {
     this.zeroGrads();
     const loss = await this.computeAll(batch);
-    this.combineGrads(1 / this.reps.length);
+    if (this.reps.length > 1) {
+      await this.combineGrads();
+      this.gradFactor.set([1 / this.reps.length]);
+      await this.gScale.compute(this.engine.threads);
+    }
     return loss;
   }
 
@@ -255,16 +282,11 @@ export class LlamaTrainer {
     this.zeroGrads();
     let lossSum = 0;
     for (const mb of microBatches) lossSum += await this.computeAll(mb);
-    // Mean over replicas and micro-batches, then clip by the global norm, in place on the accumulators.
-    const norm = Math.sqrt(this.combineGrads(1 / (K * this.reps.length)));
+    // Mean over replicas and micro-batches, clipped by the global norm: one factor, applied in the AdamW graph.
+    const mean = 1 / (K * this.reps.length);
+    const norm = mean * Math.sqrt(await this.combineGrads());
     const clip = this.hyper.clip ?? 1;
-    if (clip > 0 && norm > clip) {
-      const s = clip / norm;
-      for (const g of this.grads) {
-        const v = g.view();
-        for (let i = 0; i < v.length; i++) v[i] *= s;
-      }
-    }
+    this.gradFactor.set([clip > 0 && norm > clip ? (mean * clip) / norm : mean]);
     const lr = learningRate(this.hyper, this.step);
     this.adamHyper.set(adamwValues(this.hyper, this.step, lr, { beta2: 0.95, weightDecay: 0.1 }));
     await this.gOpt.compute(this.engine.threads);
@@ -273,7 +295,7 @@ export class LlamaTrainer {
   }
 
   /** Time the first replica's forward + backward over `batch` node by node, summed per ggml op (slower than a step). */
-  profile(batch: number[][], shapes = false): Array<{ op: string; ms: number; count: number }> {
+  profile(batch: number[][], shapes = false): Array<{ op: string; ms: number; cpuMs: number; count: number }> {
     this.load(batch);
     this.zeroGrads();
     return this.reps[0].graph.profile(this.reps.length > 1 ? 1 : this.engine.threads, { shapes });

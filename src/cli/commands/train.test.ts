@@ -175,6 +175,25 @@ describe("dajian train", { timeout: 180_000 }, () => {
     expect(ppl.perplexity / (summaryA.valPerplexity as number)).toBeLessThan(2);
   });
 
+  it("stops on Ctrl-C (SIGINT) after the running step with a checkpoint and names the resume command", async () => {
+    const dirC = join(root, "runC");
+    const args = ["--data", corpus, "--out", join(root, "c.gguf"), "--run-dir", dirC, ...RUN, "--steps", "100000"];
+    const child = start(["train", ...args, "--checkpoint-every", "100000", "--val-every", "100000"]);
+    let err = "";
+    child.stderr?.on("data", (d) => (err += d));
+    const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
+    const mfile = join(dirC, "metrics.jsonl");
+    while (!existsSync(mfile) || readFileSync(mfile, "utf8").split("\n").length < 4)
+      await new Promise((r) => setTimeout(r, 5));
+    child.kill("SIGINT");
+    expect(await exited).toBe(1);
+    const at = readCheckpointState<{ step: number }>(join(dirC, "checkpoint.bin"))?.step ?? 0;
+    expect(at).toBeGreaterThanOrEqual(3);
+    expect(metrics(dirC).at(-1)?.step).toBe(at); // the checkpoint holds the last step that ran
+    expect(err).toContain(`training stopped (SIGINT) at step ${at}`);
+    expect(err).toContain(`continue with: dajian train --resume ${dirC}`);
+  });
+
   it("refuses bad input with one line that names the fix", async () => {
     const missing = await dajian(["train", "--data", join(root, "nope.txt"), "--out", join(root, "x.gguf")]);
     expect(missing.code).toBe(1);

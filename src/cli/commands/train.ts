@@ -119,7 +119,8 @@ export function registerTrain(program: Command): void {
       try {
         if (o.resume) {
           const dir = existsSync(join(o.resume, RUN_FILE)) ? o.resume : join(homePaths(homeOf(cmd)).runs, o.resume);
-          summary = await resumeRun(dir, { threads: o.threads as number, out: o.out, maxMemory }, hooks);
+          const steps = o.steps as number | undefined;
+          summary = await resumeRun(dir, { threads: o.threads as number, out: o.out, maxMemory, steps }, hooks);
         } else {
           if (!o.data?.length)
             throw new DajianError("invalid_input", "no training data", "pass --data FILE… (text or JSONL files)");

@@ -1,7 +1,8 @@
 // Pre-flight for a training run: memory and time before any work starts, and a clear refusal when it cannot fit.
-// Memory terms follow the trainer's allocations: a persistent arena (weights, gradients, two AdamW moments, one-hot
-// targets, mask) plus one ggml-alloc buffer for the training graph's activations — the latter fitted against the
-// trainer's own `computeBytes` over shapes varying every dimension (see preflight.test.ts, which keeps it honest).
+// Memory terms follow the trainer's allocations: its persistent arena (weights, gradients per graph replica, two
+// AdamW moments, inputs — the trainer's own formula) plus the ggml-alloc buffers of the training graphs'
+// activations, fitted against the trainer's `computeBytes` over shapes varying every dimension (run.test.ts keeps it
+// within 15 %).
 // Time is a FLOP model (6 × non-embedding parameters + attention, per token) at a nominal CPU rate; the run replaces
 // it by the measured step time after its first steps.
 
@@ -10,6 +11,7 @@ import { freemem } from "node:os";
 import { DajianError } from "../../core/errors.js";
 import { RUNTIME_OVERHEAD, formatBytes } from "../../models/memory.js";
 import type { LlamaConfig } from "../llama-gguf.js";
+import { trainerArenaBytes, trainerReplicas } from "../trainer.js";
 import { countParams } from "./presets.js";
 
 export interface TrainingEstimate {
@@ -36,11 +38,14 @@ export function estimateTraining(
   const { seq: T, batch: B } = run;
   const N = T * B;
   const params = countParams(c);
-  const persistentBytes = params * 16 + (c.vocabSize * N + N + T * T + T) * 4 + (4 << 20);
+  const persistentBytes = trainerArenaBytes(c, T, B, trainerReplicas(run.threads, B));
   const L = c.layers;
-  const perToken = 2.5 * c.vocabSize + 14 * L * c.dim + 4.5 * c.ffn + 0.8 * L * c.ffn + 1.2 * L * c.heads * T;
-  const activationBytes = Math.ceil(4 * N * perToken * 1.1);
-  const runtimeBytes = RUNTIME_OVERHEAD + (32 << 20); // Node + ggml/llama libraries, tokenizer, I/O buffers
+  // Floats per token: logits and their softmax/gradient/transpose, per-layer activations kept for the backward.
+  const perToken = 2.75 * c.vocabSize + 14.8 * L * c.dim + 2.7 * L * c.ffn + 0.62 * L * c.heads * T;
+  const activationBytes = Math.ceil(4 * N * perToken);
+  // Node + ggml/llama libraries, tokenizer training, data buffers: measured RSS minus the arena and activations of the
+  // tiny and small presets (`dajian train`: tiny 248 MiB, small 601–634 MiB against estimates of 245 and 656 MiB).
+  const runtimeBytes = RUNTIME_OVERHEAD + (80 << 20);
   const tokensPerStep = N * run.accum;
   const flopsPerToken = 6 * (params - c.vocabSize * c.dim) + 12 * L * T * c.dim;
   const flopsPerStep = flopsPerToken * tokensPerStep;

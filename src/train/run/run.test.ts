@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { isDajianError } from "../../core/errors.js";
 import { Engine } from "../../engine/index.js";
-import { LlamaTrainer } from "../trainer.js";
+import { LlamaTrainer, learningRate } from "../trainer.js";
 import { TINY_CORPUS } from "../tiny-model.js";
 import { loadCheckpoint, readCheckpointState, saveCheckpoint } from "./checkpoint.js";
 import { prepareData } from "./data.js";
@@ -165,6 +165,50 @@ describe("runs", () => {
     expect(again.resumedFrom).toBe(20);
     expect(again.valLoss).toBe(full.valLoss);
     await expect(startRun(base("full", 20))).rejects.toThrow(/already holds a training run/);
+  });
+
+  it("stops on a signal after the running step with a checkpoint, and resumes to the uninterrupted result", async () => {
+    const full = await startRun(base("whole", 12));
+    const stop = new AbortController();
+    const seen: number[] = [];
+    const hooks = {
+      signal: stop.signal,
+      onStep: (m: { step: number }) => {
+        seen.push(m.step);
+        if (m.step === 7) stop.abort();
+      },
+    };
+    const err = await startRun(base("halted", 12), hooks).catch((e: unknown) => e);
+    expect(isDajianError(err, "interrupted")).toBe(true);
+    expect((err as Error & { hint: string }).hint).toBe(`continue with: dajian train --resume ${join(dir, "halted")}`);
+    expect(seen.at(-1)).toBe(7);
+    expect(readCheckpointState<{ step: number }>(join(dir, "halted", "checkpoint.bin"))?.step).toBe(7);
+    expect(existsSync(join(dir, "halted.gguf"))).toBe(false);
+    const resumed = await resumeRun(join(dir, "halted"));
+    expect(resumed.resumedFrom).toBe(7);
+    expect(resumed.steps).toBe(12);
+    expect(resumed.trainLoss).toBe(full.trainLoss);
+    expect(resumed.valLoss).toBe(full.valLoss);
+  });
+
+  it("extends a finished run with resume --steps: same warm-up, cosine re-stretched to the new total", async () => {
+    await startRun(base("short", 6));
+    await expect(resumeRun(join(dir, "short"), { steps: 4 })).rejects.toThrow(/already at step 6/);
+    const longer = await resumeRun(join(dir, "short"), { steps: 10 });
+    expect(longer).toMatchObject({ resumedFrom: 6, steps: 10 });
+    const lr = readFileSync(join(dir, "short", "metrics.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { step: number; lr: number });
+    const warmup = 2; // 5 % of 6 steps, at least 2 (kept from the first session)
+    const { lr: peak, minLr } = JSON.parse(readFileSync(join(dir, "short", "run.json"), "utf8")) as Record<
+      string,
+      number
+    >;
+    const h = { seq: 16, batch: 2, lr: peak, minLr, warmupSteps: warmup };
+    expect(lr.find((r) => r.step === 6)?.lr).toBeCloseTo(learningRate({ ...h, totalSteps: 6 }, 5), 12);
+    expect(lr.find((r) => r.step === 7)?.lr).toBeCloseTo(learningRate({ ...h, totalSteps: 10 }, 6), 12);
+    expect(lr.at(-1)?.step).toBe(10);
   });
 
   it("refuses an empty corpus and leaves no run folder behind", async () => {

@@ -118,6 +118,8 @@ export interface RunHooks {
   log?: (line: string) => void;
   onProgress?: ProgressFn;
   onStep?: (m: StepMetrics) => void;
+  /** Stop like Ctrl-C: after the running step, with a checkpoint, rejecting with an "interrupted" error. */
+  signal?: AbortSignal;
 }
 
 export const RUN_FILE = "run.json";
@@ -219,10 +221,15 @@ export async function startRun(o: TrainRunOptions, hooks: RunHooks = {}): Promis
   }
 }
 
-/** Continue the run in `dir` from its latest checkpoint (or from the start when it has none yet). */
+/**
+ * Continue the run in `dir` from its latest checkpoint (or from the start when it has none yet). `steps` extends
+ * (or sets) the run's length: the warm-up stays, and the cosine decay is re-stretched to end at the new total, so
+ * from the resumed step on the rate is what a run planned for `steps` from the start would use there (it rises
+ * again when the run was already decaying). Later resumes keep the new total.
+ */
 export async function resumeRun(
   dir: string,
-  over: { threads?: number; out?: string; maxMemory?: number } = {},
+  over: { threads?: number; out?: string; maxMemory?: number; steps?: number } = {},
   hooks: RunHooks = {},
 ): Promise<TrainSummary> {
   const runFile = join(resolve(dir), RUN_FILE);
@@ -235,7 +242,8 @@ export async function resumeRun(
   const settings = JSON.parse(readFileSync(runFile, "utf8")) as RunSettings;
   if (over.threads) settings.threads = over.threads;
   if (over.out) settings.out = resolve(over.out);
-  return execute(resolve(dir), settings, hooks, over.maxMemory, false);
+  if (over.steps !== undefined) settings.stop = { steps: posInt(over.steps, "--steps") };
+  return execute(resolve(dir), settings, hooks, over.maxMemory, false, over.steps);
 }
 
 function preflight(s: RunSettings, vocab: number, hooks: RunHooks, maxMemory?: number): void {
@@ -259,6 +267,7 @@ async function execute(
   hooks: RunHooks,
   maxMemory: number | undefined,
   announced: boolean,
+  extendTo?: number,
 ): Promise<TrainSummary> {
   const log = hooks.log ?? (() => {});
   const progress = hooks.onProgress ?? noProgress;
@@ -304,6 +313,7 @@ async function execute(
   };
   const engine = new Engine({ threads: s.threads });
   const tr = new LlamaTrainer(engine, config, hyper);
+  let detachSignals = (): void => {};
   try {
     // The trainer knows its exact allocations now; its activation buffer is reserved but not yet touched.
     const est = estimateTraining(config, { seq: T, batch: B, accum: s.accum, threads: s.threads });
@@ -323,7 +333,17 @@ async function execute(
           valEvery: 0,
           checkpointEvery: 0,
         };
-    if (state.totalSteps !== null) state = withSchedule(state, s, state.totalSteps);
+    if (extendTo !== undefined && extendTo !== state.totalSteps) {
+      if (extendTo < state.step)
+        throw new DajianError(
+          "invalid_input",
+          `the run is already at step ${state.step}`,
+          `give --steps above ${state.step}, or resume without --steps`,
+        );
+      if (saved) log(`schedule now ${extendTo} steps (was ${state.totalSteps ?? "time-based"}): cosine re-stretched`);
+      const next = withSchedule(state, s, extendTo);
+      state = { ...next, warmup: saved ? state.warmup : next.warmup }; // a started run keeps its warm-up
+    } else if (state.totalSteps !== null) state = withSchedule(state, s, state.totalSteps);
     tr.step = state.step;
     tr.hyper.totalSteps = state.totalSteps ?? Number.MAX_SAFE_INTEGER;
     tr.hyper.warmupSteps = state.warmup;
@@ -347,6 +367,26 @@ async function execute(
     let lastLoss = NaN;
     const done = (): boolean =>
       (state.totalSteps !== null && state.step >= state.totalSteps) || state.seconds >= budget;
+
+    // Ctrl-C / SIGTERM (or hooks.signal): finish the running step, write a checkpoint, then stop with an error that
+    // names the resume command. A second signal ends the process at once; the last checkpoint is still whole
+    // (checkpoints are written atomically).
+    let stopBy: string | null = null;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (stopBy) {
+        detachSignals();
+        process.kill(process.pid, sig);
+        return;
+      }
+      stopBy = sig;
+      log(`${sig}: stopping after step ${state.step + 1} and writing a checkpoint (again to quit at once)`);
+    };
+    detachSignals = () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
 
     let sized = "";
     while (!done()) {
@@ -393,8 +433,15 @@ async function execute(
       metrics.append(rec);
       hooks.onStep?.(rec);
       if (rec.valLoss !== undefined) writeLossCurve(curve, metrics.records, title);
-      if (last || (state.checkpointEvery > 0 && r.step % state.checkpointEvery === 0))
+      if (!last && !stopBy && hooks.signal?.aborted) stopBy = "abort";
+      if (last || stopBy || (state.checkpointEvery > 0 && r.step % state.checkpointEvery === 0))
         saveCheckpoint(ckptPath, tr.stateTensors(), state);
+      if (stopBy && !last)
+        throw new DajianError(
+          "interrupted",
+          `training stopped (${stopBy}) at step ${state.step}; checkpoint saved in ${dir}`,
+          `continue with: dajian train --resume ${dir}`,
+        );
       if (r.step === resumedFrom + 2 && state.totalSteps !== null) {
         const per = (state.seconds - sessionStart) / 2;
         log(
@@ -448,6 +495,7 @@ async function execute(
     writeAtomic(join(dir, "summary.json"), JSON.stringify(summary, null, 2));
     return summary;
   } finally {
+    detachSignals();
     data.train.close();
     data.val.close();
     tr.dispose();
