@@ -32,7 +32,8 @@ def main(d, rank):
     W, off = {}, 0
     for name, dims in cfg["tensors"]:
         n = int(np.prod(dims))
-        W[name] = torch.from_numpy(flat[off:off + n].reshape(list(reversed(dims))).copy())  # frozen: no grad
+        # a view of `flat` (no second copy of the base): frozen, no grad
+        W[name] = torch.from_numpy(flat[off:off + n].reshape(list(reversed(dims))))
         off += n
     scale = cfg["alpha"] / rank
     lora = {}

@@ -13,6 +13,7 @@ import { writeTinyLlamaGguf, type TinyLlamaResult } from "../train/tiny-model.js
 import { convertHfCheckpoint } from "./convert-hf.js";
 import { exportHfCheckpoint } from "./export-hf.js";
 import {
+  LLAMA3_ROPE_SCALING,
   llamaCppProbs,
   maxAbsDiff,
   randomHfWeights,
@@ -216,13 +217,7 @@ describe("checkpoints written in Hugging Face layout", () => {
   it("RoPE scaling: llama3 (rope_freqs tensor) and linear (GGUF keys) match the reference; without it they differ", async () => {
     const w = randomHfWeights(tiny.config, false, 8);
     const text = TEXTS[0] + " " + TEXTS[1];
-    const llama3 = {
-      rope_type: "llama3",
-      factor: 32,
-      low_freq_factor: 1,
-      high_freq_factor: 4,
-      original_max_position_embeddings: 16,
-    };
+    const llama3 = LLAMA3_ROPE_SCALING;
     for (const [tag, rs] of [
       ["llama3", llama3],
       ["linear", { type: "linear", factor: 4 }],

@@ -148,6 +148,15 @@ export function referenceProbs(
   });
 }
 
+/** Llama 3 RoPE scaling as config.json writes it, with an original context short enough to matter in tests. */
+export const LLAMA3_ROPE_SCALING = {
+  rope_type: "llama3",
+  factor: 32,
+  low_freq_factor: 1,
+  high_freq_factor: 4,
+  original_max_position_embeddings: 16,
+};
+
 /** The small GQA model the LoRA and PyTorch tests use (2 layers, 4 heads / 2 KV heads, FFN 96). */
 export function smallConfig(vocabSize: number, over: Partial<LlamaConfig> = {}): LlamaConfig {
   return {

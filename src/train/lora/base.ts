@@ -6,7 +6,7 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { DajianError } from "../../core/errors.js";
 import { nativeView } from "../../engine/ffi.js";
 import { Context, Tensor } from "../../engine/index.js";
-import { GgmlType, GgufReader, ggmlTypeName, metaString, type GgufTensorInfo } from "../../gguf/index.js";
+import { GgmlType, GgufReader, ggmlTypeName, metaNumber, metaString, type GgufTensorInfo } from "../../gguf/index.js";
 import { readVocab, type BpeVocab } from "../../tokenizer/index.js";
 import { llamaTensorShapes, type LlamaConfig } from "../llama-gguf.js";
 import { readLlamaConfig, type LlamaWeights } from "../llama-model.js";
@@ -33,11 +33,26 @@ export const TRAINABLE_BASE_TYPES: readonly GgmlType[] = [
 
 export const TRAINABLE_TYPE_NAMES = TRAINABLE_BASE_TYPES.map(ggmlTypeName).join(", ");
 
+/**
+ * GGUF architectures the LoRA forward/backward implements: llama (also what Mistral and TinyLlama checkpoints convert
+ * to — llama.cpp runs them as llama, without Mistral's sliding window) and qwen2 (NeoX RoPE, frozen q/k/v biases).
+ */
+export const LORA_ARCHITECTURES: Readonly<Record<string, { ropeMode: number; qkvBias: boolean }>> = {
+  llama: { ropeMode: 0, qkvBias: false },
+  qwen2: { ropeMode: 2, qkvBias: true },
+};
+export const LORA_ARCHITECTURE_NAMES = "llama (Llama, Mistral, TinyLlama …) and qwen2 (Qwen2, Qwen2.5)";
+
 export interface FrozenBase {
   path: string;
   config: LlamaConfig;
   vocab: BpeVocab;
   architecture: string;
+  /** ggml RoPE mode: 0 = llama's adjacent pairs, 2 = NeoX halves (qwen2). */
+  ropeMode: number;
+  /** Linear RoPE scaling (1 / `rope.scaling.factor`; 1 = none). */
+  ropeFreqScale: number;
+  /** Weights (q/k/v biases "blk.N.attn_q.bias", llama3's "rope_freqs.weight" too) by GGUF name. */
   weights: LlamaWeights;
   /** Stored type of each matrix, by GGUF name. */
   types: Map<string, GgmlType>;
@@ -49,38 +64,74 @@ export interface FrozenBase {
 export interface BaseInfo {
   config: LlamaConfig;
   architecture: string;
+  ropeMode: number;
+  ropeFreqScale: number;
   tensors: GgufTensorInfo[];
   bytes: number;
 }
 
-/** Read and check a base GGUF's header: llama family, no biases, trainable weight types. */
+const unsupported = (what: string, hint: string): never => {
+  throw new DajianError("unsupported", what, hint);
+};
+
+/** The tensors a base of this architecture has: llama's, q/k/v biases for qwen2, llama3's RoPE frequency factors. */
+function expectedShapes(c: LlamaConfig, qkvBias: boolean, ropeFreqs: boolean): Array<{ name: string; dims: number[] }> {
+  const out: Array<{ name: string; dims: number[] }> = llamaTensorShapes(c);
+  const hd = c.dim / c.heads;
+  if (ropeFreqs) out.push({ name: "rope_freqs.weight", dims: [hd / 2] });
+  for (let l = 0; qkvBias && l < c.layers; l++) {
+    out.push(
+      { name: `blk.${l}.attn_q.bias`, dims: [c.heads * hd] },
+      { name: `blk.${l}.attn_k.bias`, dims: [c.kvHeads * hd] },
+      { name: `blk.${l}.attn_v.bias`, dims: [c.kvHeads * hd] },
+    );
+  }
+  return out;
+}
+
+/** Read and check a base GGUF's header: a supported architecture, exactly its tensors, trainable weight types. */
 export function inspectBase(r: GgufReader): BaseInfo {
   const architecture = metaString(r, "general.architecture") ?? "";
   if (metaString(r, "general.type") === "adapter") {
     throw new DajianError("invalid_input", "the base is a LoRA adapter, not a model", "pass the base model GGUF");
   }
-  if (architecture === "qwen2" || architecture === "qwen3" || architecture === "mistral3") {
-    throw new DajianError(
-      "unsupported",
-      `architecture "${architecture}" needs NeoX RoPE and q/k/v biases, which dajian's training forward pass lacks`,
-      "fine-tune a llama-architecture GGUF (Llama, Mistral, TinyLlama …)",
+  const arch = LORA_ARCHITECTURES[architecture];
+  if (!arch) {
+    unsupported(
+      `architecture "${architecture}" cannot be fine-tuned by dajian`,
+      `use a GGUF of a supported architecture: ${LORA_ARCHITECTURE_NAMES}`,
     );
   }
-  const config = readLlamaConfig(r);
-  const biases = r.tensors.filter((t) => t.name.endsWith(".bias"));
-  if (biases.length) {
-    throw new DajianError(
-      "unsupported",
-      `the base has bias tensors (${biases[0].name} …) that dajian's llama forward pass does not apply`,
-      "fine-tune a llama model without biases",
+  const config = readLlamaConfig(r, Object.keys(LORA_ARCHITECTURES));
+  const rot = metaNumber(r, `${architecture}.rope.dimension_count`);
+  // RoPE scaling: llama3's (a rope_freqs tensor of per-frequency divisors) and linear are applied as llama.cpp does.
+  const scaling = metaString(r, `${architecture}.rope.scaling.type`) ?? "none";
+  const factor = metaNumber(r, `${architecture}.rope.scaling.factor`) ?? 1;
+  if ((scaling !== "none" && scaling !== "linear") || !(factor > 0)) {
+    unsupported(
+      `RoPE scaling "${scaling}" (factor ${factor}) is not in dajian's training forward pass`,
+      "fine-tune a base without RoPE scaling or with linear or llama3 scaling",
     );
   }
-  const tensors = llamaTensorShapes(config).map((s) => {
+  const ropeFreqs = r.tensors.some((t) => t.name === "rope_freqs.weight");
+  if (rot !== undefined && rot !== config.dim / config.heads) {
+    unsupported(`partial RoPE (${rot} of ${config.dim / config.heads} dims)`, "fine-tune a base with full-head RoPE");
+  }
+  const shapes = expectedShapes(config, arch.qkvBias, ropeFreqs);
+  const known = new Set(shapes.map((s) => s.name));
+  const extra = r.tensors.find((t) => !known.has(t.name));
+  if (extra) {
+    unsupported(
+      `the base has a tensor dajian's ${architecture} forward pass does not apply (${extra.name})`,
+      `fine-tune a plain ${LORA_ARCHITECTURE_NAMES} model`,
+    );
+  }
+  const tensors = shapes.map((s) => {
     const t = r.tensor(s.name);
     if (t.dims.join() !== s.dims.join()) {
       throw new DajianError("corrupt", `${s.name} has shape [${t.dims}] not [${s.dims}]`, "re-export the base model");
     }
-    if (!TRAINABLE_BASE_TYPES.includes(t.type)) {
+    if (!TRAINABLE_BASE_TYPES.includes(t.type) || (t.dims.length === 1 && t.type !== GgmlType.F32)) {
       throw new DajianError(
         "unsupported",
         `${s.name} is ${ggmlTypeName(t.type)}, and ggml's CPU backend has no backward pass through that type`,
@@ -89,7 +140,14 @@ export function inspectBase(r: GgufReader): BaseInfo {
     }
     return t;
   });
-  return { config, architecture, tensors, bytes: tensors.reduce((a, t) => a + t.size, 0) };
+  return {
+    config,
+    architecture,
+    ropeMode: arch.ropeMode,
+    ropeFreqScale: scaling === "linear" ? 1 / factor : 1,
+    tensors,
+    bytes: tensors.reduce((a, t) => a + t.size, 0),
+  };
 }
 
 /** A ggml tensor of any stored type, filled with the GGUF's raw bytes (the typed engine only creates F32/F16/I32). */
@@ -144,6 +202,8 @@ export function loadFrozenBase(ctx: Context, path: string): FrozenBase {
       config: info.config,
       vocab: readVocab(r),
       architecture: info.architecture,
+      ropeMode: info.ropeMode,
+      ropeFreqScale: info.ropeFreqScale,
       weights: { config: info.config, tensors },
       types,
       bytes,

@@ -61,9 +61,13 @@ export function estimateLoraMemory(
   const matParams = info.tensors.filter((t) => t.dims.length === 2).reduce((a, t) => a + t.dims[0] * t.dims[1], 0);
   const storedT = lora.baseTranspose === "f32" ? 4 : lora.baseTranspose === "f16" ? 2 : 0;
   const arenaBytes = Math.ceil(baseBytes + fixed + matParams * storedT);
-  // The training graph's ggml-alloc buffer: what the backward reads from each layer (norm outputs, q/k/v/attention,
-  // FFN activations, A·x) plus the logits and the widest transient (a dequantized, transposed base matrix).
-  const perTok = c.layers * (8 * c.dim + 4 * c.ffn + 2 * c.heads * T) + loraPerTok + 3 * c.vocabSize;
+  // The training graph's ggml-alloc buffer: what the backward reads from each layer (residual streams x and x1, K and
+  // V, the SwiGLU inputs, A·x), at the widest point one layer's attention probabilities and their gradient and a few
+  // FFN-wide transients, the logits, and the widest transient (a dequantized, transposed base matrix). Measured:
+  // d_model 768, 4 layers, FFN 2048, rank 64, 256 tokens → 36.9 MB per graph; this gives 41.7 MB + the widest matrix.
+  const kvDim = (c.dim / c.heads) * c.kvHeads;
+  const perTok =
+    c.layers * (2 * c.dim + 2 * kvDim + 2 * c.ffn) + 2 * c.heads * T + 3 * c.ffn + loraPerTok + 3 * c.vocabSize;
   const widest = Math.max(...info.tensors.map((t) => t.dims.reduce((a, b) => a * b, 1)));
   const actBytes = (N * perTok + 2 * widest) * 4;
   const residentBytes = Math.ceil(arenaBytes + actBytes * 1.25);

@@ -10,6 +10,8 @@
 //     F32/F16 ones transposed directly — inside the graph, so the copy lives only until its one reader has run and
 //     ggml-alloc reuses its memory (a stored transposed copy would cost 2–4 bytes per base weight for good;
 //     bench:lora measures the trade-off, docs/arch/lora.md reports it);
+//   • architectures: RoPE in the base's mode (NeoX for qwen2) and scaling (linear, llama3 frequency factors), in the
+//     forward and the backward; frozen q/k/v biases added;
 //   • the loss is masked: untrained rows get logits·0 and uniform targets (see trainer.ts).
 
 import { DajianError } from "../../core/errors.js";
@@ -58,6 +60,15 @@ export interface LoraGraphOptions {
   /** Apply the dropout masks in `io.dropout`. */
   dropout: boolean;
   threads?: number;
+  /** ggml RoPE mode of the base (0 llama, 2 NeoX for qwen2), in the forward and in the RoPE backward. */
+  ropeMode?: number;
+  /** Linear RoPE scaling of the base (1 = none); llama3 frequency factors come from `rope_freqs.weight`. */
+  ropeFreqScale?: number;
+  /**
+   * Recompute the SwiGLU inputs (gate and up projections) in the backward instead of keeping them from the forward
+   * (default true): two FFN-wide tensors per layer fewer in the graph's buffer, for two more dim×ffn products.
+   */
+  recomputeFfn?: boolean;
 }
 
 /** Which dropout mask a projection's input uses (q/k/v share theirs, and so do gate/up). */
@@ -85,7 +96,13 @@ export function buildLoraTrainGraph(
   const KV = c.kvHeads;
   const rep = H / KV;
   const attnScale = 1 / Math.sqrt(hd);
-  const rope = { freqBase: c.ropeTheta, nCtxOrig: c.contextLength };
+  const rope = {
+    mode: opts.ropeMode ?? 0,
+    freqBase: c.ropeTheta,
+    nCtxOrig: c.contextLength,
+    freqScale: opts.ropeFreqScale ?? 1,
+    freqFactors: w.tensors.get("rope_freqs.weight"),
+  };
   const W = (n: string): Tensor => {
     const t = w.tensors.get(n);
     if (!t) throw new DajianError("internal", `weight ${n} missing`, "report this bug");
@@ -114,17 +131,27 @@ export function buildLoraTrainGraph(
   };
   const grads: Tensor[] = [];
 
-  /** y = W x (+ s·B(A x̃) when adapted); keeps u = A x̃ for the backward. */
+  /** u = A x̃ of each adapted projection, kept for the backward. */
   const lowRank = new Map<string, Tensor>();
-  const linear = (name: string, x: Tensor): Tensor => {
-    const y = ctx.mulMat(W(name), x);
+  /**
+   * W x (+ b) of the frozen base, plus s·B u when the projection is adapted and u is known. A frozen bias (qwen2's
+   * q/k/v) needs nothing in the backward: dy passes through the add unchanged.
+   */
+  const project = (name: string, x: Tensor): Tensor => {
+    const bias = w.tensors.get(name.replace(/\.weight$/, ".bias"));
+    const y = bias ? ctx.add(ctx.mulMat(W(name), x), bias) : ctx.mulMat(W(name), x);
     const p = pairs.get(name);
-    if (!p) return y;
-    const xin = drop(name, x);
-    const u = ctx.mulMat(p.a, xin); // [r, N]
-    lowRank.set(name, u);
-    return ctx.add(y, ctx.scale(ctx.mulMat(p.b, u), opts.scale));
+    const u = lowRank.get(name);
+    return p && u ? ctx.add(y, ctx.scale(ctx.mulMat(p.b, u), opts.scale)) : y;
   };
+  /** y = W x (+ b) (+ s·B(A x̃) when adapted). */
+  const linear = (name: string, x: Tensor): Tensor => {
+    const p = pairs.get(name);
+    if (p) lowRank.set(name, ctx.mulMat(p.a, drop(name, x))); // [r, N]
+    return project(name, x);
+  };
+  /** linear() again in the backward, from the forward's u (so the same dropout mask applies). */
+  const relinear = project;
   /**
    * dx = Wᵀ dy + s·mask⊙Aᵀ(Bᵀ dy) (null when no dx is needed), adding dA, dB. `x` gives the projection's input,
    * recomputed in the backward where that is cheap (norm outputs, SwiGLU), so the forward's copy is freed early.
@@ -162,19 +189,19 @@ export function buildLoraTrainGraph(
   });
 
   // ---- forward ---------------------------------------------------------------------------------------------------
-  // Saved for the backward: residual streams, attention inputs and SwiGLU inputs. Norm outputs, the SwiGLU output
-  // and the attention probabilities are recomputed there (elementwise, or one T×T product per head): that frees the
-  // largest per-layer activations early at a few % of the step's FLOPs.
+  // Saved for the backward: residual streams, attention inputs and SwiGLU inputs. Norm outputs, the SwiGLU output,
+  // the attention probabilities and the attention output are recomputed there (elementwise, or one T×T product per
+  // head): that frees the largest per-layer activations early at a few % of the step's FLOPs.
   interface Saved {
     x: Tensor;
-    Q: Tensor;
     K: Tensor;
     Vh: Tensor;
-    M: Tensor;
     x1: Tensor;
-    a: Tensor;
-    b: Tensor;
+    /** Gate and up outputs, when not recomputed. */
+    a?: Tensor;
+    b?: Tensor;
   }
+  const recomputeFfn = opts.recomputeFfn ?? true;
   const saved: Saved[] = [];
   let x = ctx.getRows(W("token_embd.weight"), io.tokens); // [dim, N]
   for (let l = 0; l < c.layers; l++) {
@@ -192,7 +219,7 @@ export function buildLoraTrainGraph(
     const h2 = norm(x1, `${p}ffn_norm.weight`);
     const a = linear(`${p}ffn_gate.weight`, h2);
     const b = linear(`${p}ffn_up.weight`, h2);
-    saved.push({ x, Q, K, Vh, M, x1, a, b });
+    saved.push(recomputeFfn ? { x, K, Vh, x1 } : { x, K, Vh, x1, a, b });
     x = ctx.add(x1, linear(`${p}ffn_down.weight`, ctx.swiglu(a, b)));
   }
   const xf = x;
@@ -214,22 +241,32 @@ export function buildLoraTrainGraph(
     };
     const h2 = once(() => norm(s.x1, `${p}ffn_norm.weight`));
     const h = once(() => norm(s.x, `${p}attn_norm.weight`));
-    const df = linearBack(`${p}ffn_down.weight`, () => ctx.swiglu(s.a, s.b), dx) as Tensor;
-    const da = ctx.siluBack(ctx.mul(df, s.b), s.a);
-    const db = ctx.mul(df, ctx.silu(s.a));
+    // Gate and up again from h2 and the forward's u (see recomputeFfn), or the forward's copies.
+    const a = s.a ?? relinear(`${p}ffn_gate.weight`, h2());
+    const b = s.b ?? relinear(`${p}ffn_up.weight`, h2());
+    const df = linearBack(`${p}ffn_down.weight`, () => ctx.swiglu(a, b), dx) as Tensor;
+    const da = ctx.siluBack(ctx.mul(df, b), a);
+    const db = ctx.mul(df, ctx.silu(a));
     const dh2 = ctx.add(
       linearBack(`${p}ffn_gate.weight`, h2, da) as Tensor,
       linearBack(`${p}ffn_up.weight`, h2, db) as Tensor,
     );
     const dx1 = ctx.add(dx, normBack(s.x1, `${p}ffn_norm.weight`, dh2));
-    const dM = linearBack(`${p}attn_output.weight`, () => s.M, dx1) as Tensor;
-    const P = ctx.softMaxExt(ctx.mulMat(s.K, s.Q), io.mask, attnScale);
+    // Q again from h (W h + b + s·B u with the forward's u = A x̃): one dim×dim product per layer, a few % of a step,
+    // instead of keeping Q from the forward.
+    const qName = `${p}attn_q.weight`;
+    const Q = headsMajor(ctx.rope(ctx.reshape(relinear(qName, h()), [hd, H, T, B]), io.pos, hd, rope));
+    const P = ctx.softMaxExt(ctx.mulMat(s.K, Q), io.mask, attnScale);
+    // o's input M = V·P again from the recomputed P (only when o is adapted), rather than keeping the forward's M.
+    // A fresh transpose of V: T2's cached forward copy would stay alive until here.
+    const M = (): Tensor => ctx.reshape(fromBH(mmBH(ctx.cont(ctx.transpose(s.Vh)), P)), [c.dim, N]);
+    const dM = linearBack(`${p}attn_output.weight`, M, dx1) as Tensor;
     const dA = headsMajor(ctx.reshape(dM, [hd, H, T, B]));
     const dP = ctx.mulMat(s.Vh, dA);
     const dV = headReduce(mmBH(T2(dA), T2(P)));
     const dS = ctx.softMaxBack(dP, P, attnScale);
     const dQ = mmBH(T2(s.K), dS);
-    const dK = headReduce(mmBH(T2(s.Q), T2(dS)));
+    const dK = headReduce(mmBH(T2(Q), T2(dS)));
     const back = (g: Tensor, heads: number): Tensor =>
       ctx.reshape(ctx.ropeBack(fromBH(g), io.pos, hd, rope), [hd * heads, N]);
     // Below the first layer only the (frozen) embeddings would read dx: skip the base's Wᵀ dy there.

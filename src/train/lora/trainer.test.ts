@@ -7,12 +7,16 @@ import { Engine } from "../../engine/index.js";
 import { nativeView } from "../../engine/ffi.js";
 import { GgmlType, GgufReader, GgufWriter } from "../../gguf/index.js";
 import { readLoraAdapterGguf } from "../../gguf/adapter.js";
-import { BpeTokenizer } from "../../tokenizer/index.js";
-import { Rng } from "../rng.js";
 import { writeTinyLlamaGguf, type TinyLlamaResult } from "../tiny-model.js";
 import { TRAINABLE_TYPE_NAMES, dequantizeWithGgml, rawTensor } from "./base.js";
 import { checkFits, estimateLoraMemory } from "./estimate.js";
-import { llamaCppProbabilities, openLlamaCpp } from "./llamacpp.js";
+import {
+  compareWithLlamaCpp,
+  gradientAndFiniteDifference,
+  loraRow,
+  randomizeB,
+  relErr,
+} from "./testing.test-helper.js";
 import { LoraTrainer, parseTargets, type LoraOptions, type SftRow } from "./trainer.js";
 
 const engine = new Engine({ threads: 1 });
@@ -43,19 +47,7 @@ const GRAD_NAMES = [
 const ALL: LoraOptions = { rank: 4, alpha: 8, dropout: 0, targets: parseTargets("q,k,v,o,gate,up,down") };
 
 function row(m: TinyLlamaResult, text: string, fromFraction = 0.5): SftRow {
-  const ids = new BpeTokenizer(m.vocab).encode(text);
-  return { ids, mask: ids.map((_, i) => (i >= ids.length * fromFraction ? 1 : 0)) };
-}
-
-/** Put random values in every B (A is random already) so the adapter changes the output. */
-function randomizeB(tr: LoraTrainer, seed: number, std: number): void {
-  const rng = new Rng(seed);
-  for (const p of tr.adapterTensors()) {
-    tr.setParam(
-      `${p.name}.lora_b`,
-      Float32Array.from(p.b, () => rng.normal() * std),
-    );
-  }
+  return loraRow(m.vocab, text, fromFraction);
 }
 
 describe("LoRA trainer on a frozen GGUF base", () => {
@@ -89,22 +81,9 @@ describe("LoRA trainer on a frozen GGUF base", () => {
     using tr = new LoraTrainer(engine, m.path, ALL, { seq: r.ids.length - 1, batch: 1, lr: 0, totalSteps: 1 });
     randomizeB(tr, 2, 0.3);
     for (const name of GRAD_NAMES) {
-      await tr.lossAndGrad([r]);
-      const g = tr.gradient(name);
-      const w = tr.param(name);
-      const i = [...g.keys()].sort((a, b) => Math.abs(g[b]) - Math.abs(g[a]))[0];
-      const eps = 1e-2;
-      const at = async (v: number): Promise<number> => {
-        const w2 = w.slice();
-        w2[i] = v;
-        tr.setParam(name, w2);
-        const e = await tr.evaluate([r]);
-        return e.lossSum / e.tokens;
-      };
-      const fd = ((await at(w[i] + eps)) - (await at(w[i] - eps))) / (2 * eps);
-      tr.setParam(name, w);
-      expect(Math.abs(g[i])).toBeGreaterThan(1e-4);
-      expect(Math.abs(fd - g[i])).toBeLessThan(0.03 * Math.abs(g[i]) + 2e-4);
+      const { grad, fd } = await gradientAndFiniteDifference(tr, r, name);
+      expect(Math.abs(grad)).toBeGreaterThan(1e-4);
+      expect(Math.abs(fd - grad)).toBeLessThan(0.03 * Math.abs(grad) + 2e-4);
     }
   });
 
@@ -129,16 +108,7 @@ describe("LoRA trainer on a frozen GGUF base", () => {
     const lf = await f.lossAndGrad([r]);
     expect(Math.abs(lq - lf)).toBeLessThan(0.02 * lf);
     for (const name of GRAD_NAMES) {
-      const gq = q.gradient(name);
-      const gf = f.gradient(name);
-      let num = 0;
-      let den = 0;
-      gq.forEach((x, i) => {
-        num += (x - gf[i]) ** 2;
-        den += gf[i] ** 2;
-      });
-      expect(den).toBeGreaterThan(0);
-      expect(Math.sqrt(num / den)).toBeLessThan(0.05);
+      expect(relErr(q.gradient(name), f.gradient(name)), name).toBeLessThan(0.05);
     }
   });
 
@@ -167,16 +137,7 @@ describe("LoRA trainer on a frozen GGUF base", () => {
         for (const name of GRAD_NAMES) grads.set(name, [...(grads.get(name) ?? []), tr.gradient(name)]);
       }
       for (const [name, [ref, ...others]] of grads) {
-        for (const g of others) {
-          let num = 0;
-          let den = 0;
-          g.forEach((x, i) => {
-            num += (x - ref[i]) ** 2;
-            den += ref[i] ** 2;
-          });
-          expect(den, name).toBeGreaterThan(0);
-          expect(Math.sqrt(num / den), `${type} ${name}`).toBeLessThan(0.02);
-        }
+        for (const g of others) expect(relErr(g, ref), `${type} ${name}`).toBeLessThan(0.02);
       }
     }
   });
@@ -229,29 +190,9 @@ describe("LoRA trainer on a frozen GGUF base", () => {
       const back = readLoraAdapterGguf(adapter);
       expect(back.tensors).toHaveLength(14);
       expect(back.alpha).toBe(8);
-      const ours = await tr.forwardLogits(r.ids);
-      const s = await openLlamaCpp(m.path, adapter, { contextSize: 64 });
-      const plain = await openLlamaCpp(m.path, undefined, { contextSize: 64 });
-      try {
-        const theirs = await llamaCppProbabilities(s, r.ids);
-        const without = await llamaCppProbabilities(plain, r.ids);
-        let maxErr = 0;
-        let adapterEffect = 0;
-        ours.forEach((l, p) => {
-          const mx = Math.max(...l);
-          const z = l.reduce((a, x) => a + Math.exp(x - mx), 0);
-          for (const [t, pr] of theirs[p]) {
-            const mine = Math.exp(l[t] - mx) / z;
-            maxErr = Math.max(maxErr, Math.abs(mine - pr));
-            adapterEffect = Math.max(adapterEffect, Math.abs(mine - (without[p].get(t) ?? 0)));
-          }
-        });
-        expect(adapterEffect).toBeGreaterThan(0.01); // the adapter matters …
-        expect(maxErr).toBeLessThan(type === "F32" ? 1e-4 : 2e-3); // … and both engines apply it the same way
-      } finally {
-        await s.dispose();
-        await plain.dispose();
-      }
+      const { maxErr, adapterEffect } = await compareWithLlamaCpp(tr, m.path, adapter, r.ids);
+      expect(adapterEffect).toBeGreaterThan(0.01); // the adapter matters …
+      expect(maxErr).toBeLessThan(type === "F32" ? 1e-4 : 2e-3); // … and both engines apply it the same way
     });
   }
 

@@ -56,6 +56,8 @@ export interface LoraOptions {
   dropout: number;
   targets: LoraTarget[];
   baseTranspose?: BaseTranspose;
+  /** Recompute the gate/up projections in the backward rather than keep them (default true; lora-graph.ts). */
+  recomputeFfn?: boolean;
 }
 
 /** One training sequence (src/data/sft.ts's SftSample): ≤ T+1 token ids; mask 1 = predicting that id is trained. */
@@ -77,7 +79,9 @@ interface Replica {
   grads: Tensor[];
   ctxs: Context[];
   gTrain: Graph;
+  /** Forward-only graph; its buffer is planned on first use (see LoraTrainer.computeBytes). */
   gEval: Graph;
+  evalAllocated: boolean;
   rawLoss: Tensor;
   evalLoss: Tensor;
   logits: Tensor;
@@ -89,8 +93,14 @@ export class LoraTrainer {
   readonly base: FrozenBase;
   readonly hyper: TrainHyper;
   readonly lora: LoraOptions;
-  /** Bytes of the training and evaluation graphs' ggml-alloc buffers, all replicas. */
-  readonly computeBytes: number;
+  /**
+   * Bytes of the graphs' ggml-alloc buffers, all replicas: the training graphs', plus the evaluation graphs' once
+   * evaluate()/forwardLogits() has run — those are planned on first use, so a run that never validates does not
+   * hold them.
+   */
+  get computeBytes(): number {
+    return this.reps.reduce((a, r) => a + r.gTrain.bufferBytes + r.gEval.bufferBytes, 0);
+  }
   /**
    * Graph copies that run side by side, one thread each, on equal slices of each micro-batch (as the full trainer
    * does, trainer.ts: ggml's per-node thread barrier stalls whenever a peer thread is descheduled — measured here
@@ -187,7 +197,7 @@ export class LoraTrainer {
         baseT: storedT,
       };
       const ctxs: Context[] = [];
-      const build = (backward: boolean): { graph: Graph; loss: Tensor; logits: Tensor } => {
+      const build = (backward: boolean, allocate: boolean): { graph: Graph; loss: Tensor; logits: Tensor } => {
         const ctx = engine.context({ memBytes: 32 << 20, noAlloc: true, uses: [this.ctx] });
         ctxs.push(ctx);
         const built = buildLoraTrainGraph(ctx, this.base.weights, pairs, io, T, per, {
@@ -195,14 +205,17 @@ export class LoraTrainer {
           backward,
           dropout: backward && lora.dropout > 0,
           threads: R > 1 ? 1 : engine.threads,
+          ropeMode: this.base.ropeMode,
+          ropeFreqScale: this.base.ropeFreqScale,
+          recomputeFfn: lora.recomputeFfn,
         });
         const graph = ctx.graph({ size: graphSize });
         for (const n of built.nodes) graph.expand(n);
-        graph.allocate();
+        if (allocate) graph.allocate();
         return { graph, loss: built.loss, logits: built.logits };
       };
-      const tr = build(true);
-      const ev = build(false);
+      const tr = build(true, true);
+      const ev = build(false, false);
       this.reps.push({
         io,
         pairs,
@@ -210,13 +223,13 @@ export class LoraTrainer {
         ctxs,
         gTrain: tr.graph,
         gEval: ev.graph,
+        evalAllocated: false,
         rawLoss: tr.loss,
         evalLoss: ev.loss,
         logits: ev.logits,
       });
     }
     this.grads = this.reps[0].grads;
-    this.computeBytes = this.reps.reduce((a, r) => a + r.gTrain.bufferBytes + r.gEval.bufferBytes, 0);
     this.adamHyper = this.ctx.tensor([7]).name("adamw");
     this.moments = this.params.map((p) => [this.ctx.tensor(p.shape).zero(), this.ctx.tensor(p.shape).zero()]);
     this.gOpt = this.ctx.graph({ size: this.params.length * 4 + 1024 });
@@ -329,6 +342,12 @@ export class LoraTrainer {
   /** Run the replicas that have work side by side (one thread each when there are several). */
   private async run(which: "gTrain" | "gEval", active: boolean[]): Promise<void> {
     const threads = this.replicas > 1 ? 1 : this.engine.threads;
+    if (which === "gEval") {
+      for (const rep of this.reps.filter((r, i) => active[i] && !r.evalAllocated)) {
+        rep.gEval.allocate();
+        rep.evalAllocated = true;
+      }
+    }
     await Promise.all(this.reps.filter((_, r) => active[r]).map((rep) => rep[which].compute(threads)));
   }
 
