@@ -4,7 +4,10 @@
 // plus LoRA over a Q8_0 base against the F32 base: validation loss on held-out company questions after the same steps.
 // Every side runs in its own process, so peak RSS (VmHWM) is its own; "training MiB" subtracts the peak RSS the
 // process had before its trainer existed (Node/tsx or Python/torch runtime, the rows), which is not the method's.
-// lora8:f16 / lora8:f32 keep a stored transposed base copy (LoraOptions.baseTranspose) instead of the in-graph one.
+// lora8:f16 / lora8:f32 keep a stored transposed base copy (LoraOptions.baseTranspose) instead of the in-graph one;
+// lora64:recompute recomputes the FFN gate/up outputs in the backward (LoraOptions.recomputeFfn) instead of keeping
+// them: less memory for ≈ +20 % step time.
+// CPU ms/step is the process's CPU time (all threads) per step — steadier than wall time on a shared machine.
 // Env: STEPS (8, timed after 2 warm-up steps), THREADS (2), DIM (768), LAYERS (4), FFN (2048), HEADS (DIM/64),
 // KV_HEADS (HEADS/3), SEQ (128), BATCH (4),
 // Q8_STEPS (100; 0 skips the Q8_0 comparison), Q8_LR (3e-3), Q8_SEEDS (3 data orders), SKIP_TORCH=1, PYTHON (interpreter with torch + numpy).
@@ -48,6 +51,8 @@ interface Cfg {
 
 interface Side {
   stepSeconds: number[];
+  /** Process CPU time (user + system, all threads) per step: steadier than wall time on a shared machine. */
+  cpuSeconds: number[];
   losses: number[];
   peakRss: number;
   /** Peak RSS before the trainer existed (runtime, imports, rows): subtracted to get the training's own memory. */
@@ -80,24 +85,27 @@ async function worker(mode: string, dir: string): Promise<void> {
   const engine = new Engine({ threads: c.threads });
   const base = join(dir, "base.gguf");
   const hyper = { seq: c.seq, batch: c.batch, lr: c.lr, totalSteps: c.steps, warmupSteps: 0 };
-  const out: Side = { stepSeconds: [], losses: [], peakRss: 0, baseRss: peakRss() };
+  const out: Side = { stepSeconds: [], cpuSeconds: [], losses: [], peakRss: 0, baseRss: peakRss() };
+  const timed = async (f: () => Promise<number>): Promise<void> => {
+    const [t0, c0] = [performance.now(), process.cpuUsage()];
+    out.losses.push(await f());
+    const c = process.cpuUsage(c0);
+    out.stepSeconds.push((performance.now() - t0) / 1000);
+    out.cpuSeconds.push((c.user + c.system) / 1e6);
+  };
   if (mode === "full") {
     using r = GgufReader.open(base);
     const config = readLlamaConfig(r);
     using tr = new LlamaTrainer(engine, config, { ...hyper, weightDecay: 0 }, (n) => r.tensorF32(n));
-    for (const step of rows) {
-      const t0 = performance.now();
-      out.losses.push((await tr.trainStep([step.map((x) => x.ids)])).loss);
-      out.stepSeconds.push((performance.now() - t0) / 1000);
-    }
+    for (const step of rows) await timed(async () => (await tr.trainStep([step.map((x) => x.ids)])).loss);
   } else {
-    const [rank, baseTranspose] = [Number(mode.slice(4).split(":")[0]), mode.split(":")[1] as BaseTranspose];
-    using tr = new LoraTrainer(engine, base, { rank, alpha: c.alpha, dropout: 0, targets: ALL, baseTranspose }, hyper);
-    for (const step of rows) {
-      const t0 = performance.now();
-      out.losses.push((await tr.trainStep([step])).loss);
-      out.stepSeconds.push((performance.now() - t0) / 1000);
-    }
+    const [rank, opt] = [Number(mode.slice(4).split(":")[0]), mode.split(":")[1]];
+    const lora = {
+      ...{ rank, alpha: c.alpha, dropout: 0, targets: ALL },
+      ...(opt === "recompute" ? { recomputeFfn: true } : { baseTranspose: opt as BaseTranspose | undefined }),
+    };
+    using tr = new LoraTrainer(engine, base, lora, hyper);
+    for (const step of rows) await timed(async () => (await tr.trainStep([step])).loss);
   }
   out.peakRss = peakRss();
   process.stdout.write(JSON.stringify(out) + "\n");
@@ -273,7 +281,7 @@ async function main(): Promise<void> {
     const self = [...process.execArgv, process.argv[1], "--worker"];
     const sides: Array<[string, Side | null, string]> = [];
     // lora8:f16 / lora8:f32 keep a transposed copy of the base for dx = Wᵀ dy instead of transposing it per step.
-    for (const mode of ["full", "lora8", "lora64", "lora8:f16", "lora8:f32"]) {
+    for (const mode of ["full", "lora8", "lora64", "lora64:recompute", "lora8:f16", "lora8:f32"]) {
       sides.push([mode, await runSide(process.execPath, [...self, mode, dir]), "dajian"]);
     }
     const py = process.env.SKIP_TORCH ? null : findPython();
@@ -288,6 +296,7 @@ async function main(): Promise<void> {
       s
         ? {
             ms: median(s.stepSeconds.slice(WARM)) * 1000,
+            cpuMs: median((s.cpuSeconds ?? []).slice(WARM)) * 1000,
             mib: s.peakRss / 2 ** 20,
             own: (s.peakRss - (s.baseRss ?? 0)) / 2 ** 20,
           }
@@ -302,7 +311,7 @@ async function main(): Promise<void> {
         `LoRA on q,k,v,o,gate,up,down\n`,
     );
     console.log(
-      "side              ms/step   tokens/s   peak RSS MiB   training MiB   memory vs full   tokens/s vs PyTorch LoRA",
+      "side              ms/step   CPU ms/step   tokens/s   peak RSS MiB   training MiB   memory vs full   vs PyTorch LoRA (wall · CPU)",
     );
     for (const [name, s] of sides) {
       const st = stat(s);
@@ -315,10 +324,11 @@ async function main(): Promise<void> {
       const r = name.startsWith("lora") ? parseInt(name.slice(4), 10) : null;
       const t = r ? torch(r) : null;
       console.log(
-        `${name.padEnd(16)}  ${st.ms.toFixed(1).padStart(7)}  ${(tokens / (st.ms / 1000)).toFixed(0).padStart(9)}  ` +
+        `${name.padEnd(16)}  ${st.ms.toFixed(1).padStart(7)}  ${st.cpuMs.toFixed(0).padStart(12)}  ` +
+          `${(tokens / (st.ms / 1000)).toFixed(0).padStart(9)}  ` +
           `${st.mib.toFixed(0).padStart(13)}  ${st.own.toFixed(0).padStart(13)}  ` +
           `${full ? `${((100 * st.own) / full.own).toFixed(0)} %`.padStart(15) : ""}` +
-          `  ${t ? `${(t.ms / st.ms).toFixed(2)}×`.padStart(10) : ""}`,
+          `  ${t ? `${(t.ms / st.ms).toFixed(2)}× · ${(t.cpuMs / st.cpuMs).toFixed(2)}×`.padStart(16) : ""}`,
       );
     }
     if (env("Q8_STEPS", 100) > 0) printQ8(await q8VsF32(dir, threads));
@@ -330,7 +340,9 @@ async function main(): Promise<void> {
           `r=64 ${((100 * l64.own) / full.own).toFixed(0)} % of full (≤ 40 %); whole-process peak RSS ` +
           `${((100 * l8.mib) / full.mib).toFixed(0)} % / ${((100 * l64.mib) / full.mib).toFixed(0)} %` +
           (torch(8) && torch(64)
-            ? ` · throughput ${((torch(8)?.ms ?? 0) / l8.ms).toFixed(2)}× / ${((torch(64)?.ms ?? 0) / l64.ms).toFixed(2)}× PyTorch LoRA (≥ 1.0×)`
+            ? ` · throughput ${((torch(8)?.ms ?? 0) / l8.ms).toFixed(2)}× / ${((torch(64)?.ms ?? 0) / l64.ms).toFixed(2)}× ` +
+              `PyTorch LoRA by wall time, ${((torch(8)?.cpuMs ?? 0) / l8.cpuMs).toFixed(2)}× / ` +
+              `${((torch(64)?.cpuMs ?? 0) / l64.cpuMs).toFixed(2)}× by CPU time (≥ 1.0×)`
             : ""),
       );
     }

@@ -83,10 +83,10 @@ def main(d, rank):
         return rms(x, W["output_norm.weight"]) @ out.t()
 
     opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    losses, times = [], []
+    losses, times, cpu = [], [], []
     for s in range(steps):
         batch, m = rows[s], masks[s]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         targets = batch[:, 1:].masked_fill(~m[:, 1:], -100)
         loss = F.cross_entropy(forward(batch[:, :T]).reshape(-1, V), targets.reshape(-1), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
@@ -94,8 +94,9 @@ def main(d, rank):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         losses.append(loss.item())
-    print(json.dumps({"stepSeconds": times, "losses": losses, "peakRss": peak_rss_bytes(), "baseRss": base_rss,
+    print(json.dumps({"stepSeconds": times, "cpuSeconds": cpu, "losses": losses, "peakRss": peak_rss_bytes(), "baseRss": base_rss,
                       "version": torch.__version__, "threads": torch.get_num_threads()}))
 
 

@@ -6,6 +6,7 @@ import { DajianError } from "../../core/errors.js";
 import { GgufReader } from "../../gguf/index.js";
 import type { LlamaConfig } from "../llama-gguf.js";
 import { inspectBase } from "./base.js";
+import { BASE_T_BLOCKS } from "./lora-graph.js";
 import type { LoraOptions } from "./trainer.js";
 
 export interface LoraEstimate {
@@ -56,20 +57,23 @@ export function estimateLoraMemory(
   }
   const N = T * B;
   const dropBytes = lora.dropout > 0 ? N * (3 * c.dim + c.ffn) * 4 : 0;
-  // Persistent: base, A/B + gradients + 2 AdamW moments, one-hot targets, dropout masks, metadata.
-  const fixed = loraParams * (12 + 4 * replicas) + (c.vocabSize + 2) * N * 4 + dropBytes + (16 << 20);
+  // Persistent: base, A/B + one gradient set + 2 AdamW moments, one-hot targets, dropout masks, metadata. (The
+  // other replicas' gradients live in their graph buffers: counted with the activations below.)
+  const fixed = loraParams * 16 + (c.vocabSize + 2) * N * 4 + dropBytes + (16 << 20);
   const matParams = info.tensors.filter((t) => t.dims.length === 2).reduce((a, t) => a + t.dims[0] * t.dims[1], 0);
   const storedT = lora.baseTranspose === "f32" ? 4 : lora.baseTranspose === "f16" ? 2 : 0;
   const arenaBytes = Math.ceil(baseBytes + fixed + matParams * storedT);
-  // The training graph's ggml-alloc buffer: what the backward reads from each layer (residual streams x and x1, K and
-  // V, the SwiGLU inputs, A·x), at the widest point one layer's attention probabilities and their gradient and a few
-  // FFN-wide transients, the logits, and the widest transient (a dequantized, transposed base matrix). Measured:
-  // d_model 768, 4 layers, FFN 2048, rank 64, 256 tokens → 36.9 MB per graph; this gives 41.7 MB + the widest matrix.
+  // The training graphs' ggml-alloc buffers: what the backward reads from each layer (residual streams x and x1, K
+  // and V, A·x; the SwiGLU inputs too unless recomputed), at the widest point one layer's attention probabilities and
+  // their gradient and a few FFN-wide transients, the logits, one block of a transposed base matrix (baseTChunks),
+  // and the extra replicas' gradient outputs. Measured: d_model 768, 4 layers, FFN 2048, rank 64, 2 × 256 tokens →
+  // 21.3 + 26.9 MiB with recomputeFfn (this gives 65 MiB), 33.3 + 36.4 MiB without (this gives 97 MiB).
   const kvDim = (c.dim / c.heads) * c.kvHeads;
-  const perTok =
-    c.layers * (2 * c.dim + 2 * kvDim + 2 * c.ffn) + 2 * c.heads * T + 3 * c.ffn + loraPerTok + 3 * c.vocabSize;
+  const kept = 2 * c.dim + 2 * kvDim + (lora.recomputeFfn ? 0 : 2 * c.ffn);
+  const perTok = c.layers * kept + 2 * c.heads * T + 3 * c.ffn + loraPerTok + 3 * c.vocabSize;
   const widest = Math.max(...info.tensors.map((t) => t.dims.reduce((a, b) => a * b, 1)));
-  const actBytes = (N * perTok + 2 * widest) * 4;
+  const block = Math.max(1 << 18, widest / BASE_T_BLOCKS);
+  const actBytes = (N * perTok + 2 * block * replicas + loraParams * (replicas - 1)) * 4;
   const residentBytes = Math.ceil(arenaBytes + actBytes * 1.25);
   const attn = c.layers * c.heads * T * T * (c.dim / c.heads) * 4 * B;
   const flopsPerMicroBatch = 4 * matParams * N + 3 * attn + 6 * loraParams * N;

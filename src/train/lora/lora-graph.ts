@@ -6,10 +6,10 @@
 //   • each adapted projection is y = W x + s·B(A x̃) (x̃ = dropout(x)) with dx = Wᵀ dy + s·mask⊙Aᵀ(Bᵀ dy),
 //     dB = s·dy (A x̃)ᵀ, dA = s·(Bᵀ dy) x̃ᵀ — every product a mul_mat;
 //   • Wᵀ dy needs W with the output dimension innermost. ggml cannot copy a transposed view of a block-quantized
-//     tensor, so quantized bases are first dequantized (get_rows, which decodes every type) and then transposed,
-//     F32/F16 ones transposed directly — inside the graph, so the copy lives only until its one reader has run and
-//     ggml-alloc reuses its memory (a stored transposed copy would cost 2–4 bytes per base weight for good;
-//     bench:lora measures the trade-off, docs/arch/lora.md reports it);
+//     tensor, so F16 and quantized bases are first dequantized (get_rows, which decodes every type) and transposed,
+//     F32 ones viewed directly — inside the graph and one block of rows at a time (baseTChunks), so only a block's
+//     copy is alive and ggml-alloc reuses its memory (a stored transposed copy would cost 2–4 bytes per base weight
+//     for good; bench:lora measures the trade-off, docs/arch/lora.md reports it);
 //   • architectures: RoPE in the base's mode (NeoX for qwen2) and scaling (linear, llama3 frequency factors), in the
 //     forward and the backward; frozen q/k/v biases added;
 //   • the loss is masked: untrained rows get logits·0 and uniform targets (see trainer.ts).
@@ -45,8 +45,8 @@ export interface LoraInputs {
   mask: Tensor;
   /** f32 [1]: d(loss)/d(raw mean loss), so the step's loss is a mean over its trained tokens. */
   lossScale: Tensor;
-  /** i32 [n] = 0..n-1 by n, for dequantizing a base matrix of n rows through get_rows. */
-  rowIds: Map<number, Tensor>;
+  /** i32 [count] = start..start+count-1 by `${start}:${count}` (baseTChunks), for get_rows of a block of base rows. */
+  rowIds: Map<string, Tensor>;
   /** Dropout masks by projection-input kind ("attn" = q/k/v input, "o", "ffn" = gate/up input, "down"). */
   dropout: Map<string, Tensor>;
   /** Stored transposed copies of base matrices ([out, in], F16 or F32), when the trainer keeps them. */
@@ -66,9 +66,34 @@ export interface LoraGraphOptions {
   ropeFreqScale?: number;
   /**
    * Recompute the SwiGLU inputs (gate and up projections) in the backward instead of keeping them from the forward
-   * (default true): two FFN-wide tensors per layer fewer in the graph's buffer, for two more dim×ffn products.
+   * (default false): two FFN-wide tensors per layer fewer in the graph's buffer, for two more dim×ffn products per
+   * layer (≈ +20 % of a step's FLOPs; bench:lora measures both).
    */
   recomputeFfn?: boolean;
+  /**
+   * Leave each micro-batch's dA/dB as graph outputs (returned in `gradOut`) instead of adding them into the pairs'
+   * gA/gB: for the trainer's extra replicas, whose gradients it adds into the first replica's after each compute.
+   * They take graph memory only from the layer where they are made, when most saved activations are freed, rather
+   * than a persistent set per replica.
+   */
+  gradOutputs?: boolean;
+}
+
+/** Most blocks one base matrix's Wᵀ dy is split into (each block adds a handful of graph nodes). */
+export const BASE_T_BLOCKS = 8;
+
+/**
+ * Row blocks [start, count] of a base matrix with `rows` rows of `inDim` values: Wᵀ dy is summed over them, so only
+ * one block's transposed copy is alive at a time — blocks of ~256 Ki values (1 MiB as f32) or more, ≤ BASE_T_BLOCKS.
+ */
+export function baseTChunks(rows: number, inDim: number): Array<[number, number]> {
+  const n = Math.min(BASE_T_BLOCKS, Math.ceil((rows * inDim) / (1 << 18)));
+  // Whole multiples of 64 rows: the block's rows are the product's inner dimension, and ggml's fast F32 path (sgemm)
+  // needs it divisible by the SIMD width — 341-row blocks measured 1.5× the time of one unsplit product, 384-row ~1.1×.
+  const size = Math.ceil(rows / n / 64) * 64;
+  const out: Array<[number, number]> = [];
+  for (let start = 0; start < rows; start += size) out.push([start, Math.min(size, rows - start)]);
+  return out;
 }
 
 /** Which dropout mask a projection's input uses (q/k/v share theirs, and so do gate/up). */
@@ -88,7 +113,7 @@ export function buildLoraTrainGraph(
   T: number,
   B: number,
   opts: LoraGraphOptions,
-): { loss: Tensor; logits: Tensor; nodes: Tensor[] } {
+): { loss: Tensor; logits: Tensor; nodes: Tensor[]; gradOut: Map<string, { a: Tensor; b: Tensor }> } {
   const c = w.config;
   const N = T * B;
   const hd = c.dim / c.heads;
@@ -114,15 +139,30 @@ export function buildLoraTrainGraph(
     if (!r) transposed.set(t, (r = ctx.cont(ctx.transpose(t))));
     return r;
   };
-  /** Wᵀ of a frozen base matrix [in, out] → [out, in], made in the graph (see the header). */
-  const baseT = (wt: Tensor): Tensor => {
+  /**
+   * Wᵀ dy for a frozen base matrix W [in, out] and dy [out, N]: a stored transposed copy when the trainer keeps one,
+   * else made in the graph (see the header) one block of rows at a time (baseTChunks) and summed, so the transient
+   * copy is a block (≤ 1 MiB), not the whole matrix.
+   */
+  const baseTMul = (wt: Tensor, dy: Tensor): Tensor => {
     const stored = io.baseT?.get(wt);
-    if (stored) return stored;
-    if (wt.type === GgmlType.F32 || wt.type === GgmlType.F16) return ctx.cont(ctx.transpose(wt));
-    const rows = wt.shape[1];
-    const ids = io.rowIds.get(rows);
-    if (!ids) throw new DajianError("internal", `no row ids for ${rows} rows`, "report this bug");
-    return ctx.cont(ctx.transpose(ctx.getRows(wt, ids)));
+    if (stored) return ctx.mulMat(stored, dy);
+    const [inDim, rows] = wt.shape;
+    let sum: Tensor | null = null;
+    for (const [start, count] of baseTChunks(rows, inDim)) {
+      let block: Tensor;
+      if (wt.type === GgmlType.F32) block = ctx.view(wt, [inDim, count], start * inDim * 4);
+      else {
+        const ids = io.rowIds.get(`${start}:${count}`);
+        if (!ids) throw new DajianError("internal", `no row ids for rows ${start}+${count}`, "report this bug");
+        block = ctx.getRows(wt, ids); // dequantized (F16 and block types alike) to f32 [in, count]
+      }
+      // dy's block of rows copied contiguous (small: count × N): mul_mat's fast (sgemm) path needs that.
+      const dyBlock = count === rows ? dy : ctx.cont(ctx.view(dy, [count, dy.shape[1]], start * 4));
+      const part = ctx.mulMat(ctx.cont(ctx.transpose(block)), dyBlock);
+      sum = sum ? ctx.add(sum, part) : part;
+    }
+    return sum as Tensor;
   };
   const drop = (name: string, x: Tensor): Tensor => {
     if (!opts.dropout) return x;
@@ -130,6 +170,7 @@ export function buildLoraTrainGraph(
     return m ? ctx.mul(x, m) : x;
   };
   const grads: Tensor[] = [];
+  const gradOut = new Map<string, { a: Tensor; b: Tensor }>();
 
   /** u = A x̃ of each adapted projection, kept for the backward. */
   const lowRank = new Map<string, Tensor>();
@@ -157,14 +198,18 @@ export function buildLoraTrainGraph(
    * recomputed in the backward where that is cheap (norm outputs, SwiGLU), so the forward's copy is freed early.
    */
   const linearBack = (name: string, x: () => Tensor, dy: Tensor, needDx = true): Tensor | null => {
-    let dx = needDx ? ctx.mulMat(baseT(W(name)), dy) : null;
+    let dx = needDx ? baseTMul(W(name), dy) : null;
     const p = pairs.get(name);
     const u = lowRank.get(name);
     if (!p || !u) return dx;
-    const dys = ctx.scale(dy, opts.scale);
-    grads.push(ctx.addInPlace(p.gB, ctx.mulMat(T2(u), T2(dys))));
-    const du = ctx.mulMat(T2(p.b), dys); // [r, N]
-    grads.push(ctx.addInPlace(p.gA, ctx.mulMat(T2(drop(name, x())), T2(du))));
+    const du = ctx.scale(ctx.mulMat(T2(p.b), dy), opts.scale); // [r, N]
+    // s folded into the rank-wide factors, so no scaled copy of dy (up to FFN-wide) is made.
+    const gB = ctx.scale(ctx.mulMat(T2(u), T2(dy)), opts.scale);
+    const gA = ctx.mulMat(T2(drop(name, x())), T2(du));
+    if (opts.gradOutputs) {
+      gradOut.set(p.name, { a: ctx.output(gA), b: ctx.output(gB) });
+      grads.push(gA, gB);
+    } else grads.push(ctx.addInPlace(p.gB, gB), ctx.addInPlace(p.gA, gA));
     if (dx) {
       let dxin = ctx.mulMat(T2(p.a), du); // [in, N]
       if (opts.dropout) {
@@ -201,7 +246,7 @@ export function buildLoraTrainGraph(
     a?: Tensor;
     b?: Tensor;
   }
-  const recomputeFfn = opts.recomputeFfn ?? true;
+  const recomputeFfn = opts.recomputeFfn ?? false;
   const saved: Saved[] = [];
   let x = ctx.getRows(W("token_embd.weight"), io.tokens); // [dim, N]
   for (let l = 0; l < c.layers; l++) {
@@ -227,7 +272,7 @@ export function buildLoraTrainGraph(
   const logits = ctx.mulMat(W(outName), norm(xf, "output_norm.weight")); // [vocab, N]
   const masked = ctx.mul(logits, io.rowMask);
   const loss = ctx.output(ctx.crossEntropyLoss(masked, io.targets));
-  if (!opts.backward) return { loss, logits: ctx.output(logits), nodes: [loss, logits] };
+  if (!opts.backward) return { loss, logits: ctx.output(logits), nodes: [loss, logits], gradOut };
 
   // ---- backward (activations only; gradients reach A and B) -------------------------------------------------------
   const dLogits = ctx.mul(ctx.crossEntropyLossBack(io.lossScale, masked, io.targets), io.rowMask);
@@ -278,5 +323,5 @@ export function buildLoraTrainGraph(
     const dh = ctx.add(ctx.add(dq as Tensor, dk as Tensor), dv as Tensor);
     dx = ctx.add(dx1, normBack(s.x, `${p}attn_norm.weight`, dh));
   }
-  return { loss, logits, nodes: [loss, ...grads] };
+  return { loss, logits, nodes: [loss, ...grads], gradOut };
 }

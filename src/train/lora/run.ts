@@ -230,8 +230,14 @@ export async function finetune(
     weightDecay: s.weightDecay,
     seed: s.seed,
   };
-  const estimate = estimateLoraMemory(s.base, s.lora, seq, s.batch);
+  let lora = s.lora;
+  let estimate = estimateLoraMemory(s.base, lora, seq, s.batch);
   const availableBytes = availableMemory();
+  // Recompute the FFN's gate/up in the backward (less memory, ≈ +20 % step time) only when keeping them won't fit.
+  if (lora.recomputeFfn === undefined && estimate.residentBytes > availableBytes) {
+    lora = { ...lora, recomputeFfn: true };
+    estimate = estimateLoraMemory(s.base, lora, seq, s.batch);
+  }
   const plan: FinetunePlan = {
     estimate,
     trainRows: train.length,
@@ -244,7 +250,7 @@ export async function finetune(
   };
   hooks.onPlan?.(plan);
   checkFits(estimate, availableBytes);
-  using tr = new LoraTrainer(engine, s.base, s.lora, hyper);
+  using tr = new LoraTrainer(engine, s.base, lora, hyper);
   let state: CkState = { step: 0, tokens: 0, seconds: 0 };
   if (given === null && readCheckpointState<CkState>(ckPath)) {
     state = loadCheckpoint<CkState>(ckPath, tr.checkpointTensors());

@@ -122,18 +122,24 @@ describe("LoRA trainer on a frozen GGUF base", () => {
       ];
       const seq = Math.max(...rows.map((x) => x.ids.length)) - 1;
       const grads = new Map<string, Float32Array[]>();
-      // Reference: one graph on one thread; then two one-thread replicas (one row each) with each Wᵀ strategy.
-      const runs = [
-        [engine, "graph"],
-        [two, "graph"],
-        [two, "f16"],
-        [two, "f32"],
-      ] as const;
-      for (const [eng, baseTranspose] of runs) {
-        using tr = new LoraTrainer(eng, m.path, { ...ALL, baseTranspose }, { seq, batch: 2, lr: 0, totalSteps: 1 });
+      // Reference: one graph on one thread; then two one-thread replicas (one row each) with each Wᵀ strategy, the
+      // FFN gate/up recomputed instead of kept, and a two-micro-batch step (the same rows twice: the same mean
+      // gradient, with the second replica's graph-output gradients added in after each micro-batch).
+      const runs: Array<[Engine, Partial<LoraOptions>, boolean]> = [
+        [engine, {}, false],
+        [two, {}, false],
+        [two, { baseTranspose: "f16" }, false],
+        [two, { baseTranspose: "f32" }, false],
+        [engine, { recomputeFfn: true }, false],
+        [two, {}, true],
+      ];
+      for (const [eng, opts, accum] of runs) {
+        const hyper = { seq, batch: 2, lr: 0, totalSteps: 1, clip: 0 };
+        using tr = new LoraTrainer(eng, m.path, { ...ALL, ...opts }, hyper);
         expect(tr.replicas).toBe(eng.threads);
         randomizeB(tr, 2, 0.3);
-        await tr.lossAndGrad(rows);
+        if (accum) await tr.trainStep([rows, rows]);
+        else await tr.lossAndGrad(rows);
         for (const name of GRAD_NAMES) grads.set(name, [...(grads.get(name) ?? []), tr.gradient(name)]);
       }
       for (const [name, [ref, ...others]] of grads) {

@@ -12,7 +12,14 @@ import { Rng } from "../rng.js";
 import { adamwValues, learningRate, type StepResult, type TrainHyper } from "../trainer.js";
 import { loadFrozenBase, type FrozenBase } from "./base.js";
 import { estimateLoraMemory } from "./estimate.js";
-import { buildLoraTrainGraph, dropoutKind, type LoraInputs, type LoraPair } from "./lora-graph.js";
+import {
+  BASE_T_BLOCKS,
+  baseTChunks,
+  buildLoraTrainGraph,
+  dropoutKind,
+  type LoraInputs,
+  type LoraPair,
+} from "./lora-graph.js";
 import type { CheckpointTensors } from "../run/checkpoint.js";
 
 export const LORA_TARGETS = {
@@ -56,7 +63,10 @@ export interface LoraOptions {
   dropout: number;
   targets: LoraTarget[];
   baseTranspose?: BaseTranspose;
-  /** Recompute the gate/up projections in the backward rather than keep them (default true; lora-graph.ts). */
+  /**
+   * Recompute the gate/up projections in the backward rather than keep them (lora-graph.ts): less memory, ≈ +20 %
+   * step time. Default false; finetune (run.ts) turns it on when the run would not fit otherwise.
+   */
   recomputeFfn?: boolean;
 }
 
@@ -74,8 +84,12 @@ export interface LoraStepResult extends StepResult {
 /** One copy of the graphs over a slice of each micro-batch, with its own inputs and gradient accumulators. */
 interface Replica {
   io: LoraInputs;
-  /** This replica's A/B view: same A and B tensors, its own gA/gB. */
+  /** This replica's A/B view (same A and B tensors). */
   pairs: Map<string, LoraPair>;
+  /**
+   * Gradients in parameter order: replica 0's persistent accumulators (what AdamW reads); the other replicas'
+   * per-micro-batch graph outputs, added into replica 0's after each compute (buildLoraTrainGraph's gradOutputs).
+   */
   grads: Tensor[];
   ctxs: Context[];
   gTrain: Graph;
@@ -152,19 +166,24 @@ export class LoraTrainer {
         // PEFT's init: A ~ U(±1/sqrt(in)) (kaiming-uniform, a=√5), B = 0 — the adapter starts as the identity.
         const bound = 1 / Math.sqrt(inDim);
         const a = this.ctx.tensor([inDim, lora.rank]).name(`${name}.lora_a`);
-        a.set(Float32Array.from({ length: inDim * lora.rank }, () => (rng.next() * 2 - 1) * bound));
+        // Written in place: a Float32Array.from over {length} builds a JS array of doubles first — garbage that
+        // measured ~15 MiB of peak RSS at rank 64 (d_model 768, 4 layers) before the GC returned it.
+        const av = a.view();
+        for (let i = 0; i < av.length; i++) av[i] = (rng.next() * 2 - 1) * bound;
         const b = this.ctx.tensor([lora.rank, outDim]).name(`${name}.lora_b`).zero();
         this.pairs.push({ name, a, b, gA: a, gB: b, inDim, outDim });
         this.params.push(this.ctx.param(a), this.ctx.param(b));
       }
     }
-    // Row ids for dequantizing block-quantized base matrices inside the graph (get_rows), one per row count.
-    const rowIds = new Map<number, Tensor>();
-    for (const [name, w] of this.base.weights.tensors) {
-      const type = this.base.types.get(name);
-      const rows = w.shape[1];
-      if (w.shape.length !== 2 || rowIds.has(rows) || type === GgmlType.F32 || type === GgmlType.F16) continue;
-      rowIds.set(rows, this.ctx.tensor([rows], GgmlType.I32).set(Array.from({ length: rows }, (_, i) => i)));
+    // Row ids for reading blocks of non-F32 base matrices inside the graph (get_rows dequantizes), one per block.
+    const rowIds = new Map<string, Tensor>();
+    for (const w of this.base.weights.tensors.values()) {
+      if (w.shape.length !== 2 || w.type === GgmlType.F32) continue;
+      for (const [start, count] of baseTChunks(w.shape[1], w.shape[0])) {
+        const key = `${start}:${count}`;
+        if (rowIds.has(key)) continue;
+        rowIds.set(key, this.ctx.tensor([count], GgmlType.I32).set(Array.from({ length: count }, (_, i) => start + i)));
+      }
     }
     const storedT =
       lora.baseTranspose && lora.baseTranspose !== "graph" ? this.storeTransposed(lora.baseTranspose) : undefined;
@@ -173,15 +192,18 @@ export class LoraTrainer {
     const pos = this.ctx.tensor([T], GgmlType.I32).set(Array.from({ length: T }, (_, i) => i));
     const mask = this.ctx.tensor([T, T]).set(causal);
     const scale = lora.alpha / lora.rank;
-    const graphSize = 1024 + c.layers * 512;
+    // Nodes: ~360 per layer, plus 6 per extra block of a transposed base matrix (baseTChunks).
+    const graphSize = 1024 + c.layers * (512 + 7 * 6 * BASE_T_BLOCKS);
     for (let r = 0; r < R; r++) {
       const pairs = new Map<string, LoraPair>();
-      const grads: Tensor[] = [];
+      let grads: Tensor[] = [];
       const dropout = new Map<string, Tensor>();
       for (const p of this.pairs) {
-        const q = { ...p, gA: this.ctx.tensor(p.a.shape).zero(), gB: this.ctx.tensor(p.b.shape).zero() };
-        pairs.set(p.name, q);
-        grads.push(q.gA, q.gB);
+        if (r === 0) {
+          const q = { ...p, gA: this.ctx.tensor(p.a.shape).zero(), gB: this.ctx.tensor(p.b.shape).zero() };
+          pairs.set(p.name, q);
+          grads.push(q.gA, q.gB);
+        } else pairs.set(p.name, p);
         const kind = dropoutKind(p.name);
         if (lora.dropout > 0 && !dropout.has(kind)) dropout.set(kind, this.ctx.tensor([p.inDim, N]));
       }
@@ -197,7 +219,7 @@ export class LoraTrainer {
         baseT: storedT,
       };
       const ctxs: Context[] = [];
-      const build = (backward: boolean, allocate: boolean): { graph: Graph; loss: Tensor; logits: Tensor } => {
+      const build = (backward: boolean, allocate: boolean) => {
         const ctx = engine.context({ memBytes: 32 << 20, noAlloc: true, uses: [this.ctx] });
         ctxs.push(ctx);
         const built = buildLoraTrainGraph(ctx, this.base.weights, pairs, io, T, per, {
@@ -208,14 +230,16 @@ export class LoraTrainer {
           ropeMode: this.base.ropeMode,
           ropeFreqScale: this.base.ropeFreqScale,
           recomputeFfn: lora.recomputeFfn,
+          gradOutputs: backward && r > 0,
         });
         const graph = ctx.graph({ size: graphSize });
         for (const n of built.nodes) graph.expand(n);
         if (allocate) graph.allocate();
-        return { graph, loss: built.loss, logits: built.logits };
+        return { graph, loss: built.loss, logits: built.logits, gradOut: built.gradOut };
       };
       const tr = build(true, true);
       const ev = build(false, false);
+      if (r > 0) grads = this.pairs.flatMap((p) => [tr.gradOut.get(p.name)?.a, tr.gradOut.get(p.name)?.b] as Tensor[]);
       this.reps.push({
         io,
         pairs,
@@ -373,22 +397,22 @@ export class LoraTrainer {
       "gTrain",
       ns.map((x) => x > 0),
     );
+    this.grads.forEach((g, i) => {
+      const v = g.view();
+      for (const o of this.reps
+        .slice(1)
+        .filter((_, r) => ns[r + 1] > 0)
+        .map((rep) => rep.grads[i].view())) {
+        for (let j = 0; j < v.length; j++) v[j] += o[j];
+      }
+    });
     return [this.reps.reduce((a, rep, r) => a + this.tokenLossSum(ns[r], rep.rawLoss), 0), n];
   }
 
-  /** Add the other replicas' gradients into replica 0's (what AdamW reads); returns the squared norm. */
+  /** Squared norm of the step's gradient (replica 0's accumulators, which hold every replica's share). */
   private combineGrads(): number {
     let sq = 0;
-    this.grads.forEach((g, i) => {
-      const v = g.view();
-      const others = this.reps.slice(1).map((r) => r.grads[i].view());
-      for (let j = 0; j < v.length; j++) {
-        let x = v[j];
-        for (const o of others) x += o[j];
-        v[j] = x;
-        sq += x * x;
-      }
-    });
+    for (const g of this.grads) for (const x of g.view()) sq += x * x;
     return sq;
   }
 
@@ -401,7 +425,7 @@ export class LoraTrainer {
   }
 
   private zeroGrads(): void {
-    for (const rep of this.reps) for (const g of rep.grads) g.view().fill(0);
+    for (const g of this.grads) g.view().fill(0);
   }
 
   /** Gradient accumulator of one adapter tensor ("blk.0.attn_q.weight.lora_b"), a copy. */
