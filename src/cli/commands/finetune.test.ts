@@ -89,6 +89,19 @@ describe("dajian finetune / merge / eval qa / data preview", { timeout: 240_000 
     expect(again.err).toMatch(/already holds a run.*--resume/);
   });
 
+  it("--recompute-ffn trains with the FFN activations recomputed, and the pre-flight line says so", async () => {
+    const args = ["finetune", ...TRAIN.map((a) => (a === "30" ? "3" : a)), "--json"];
+    const r = await dajian([...args, "--out", join(dir, "r.gguf"), "--run", join(dir, "run-r"), "--recompute-ffn"]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/pre-flight: .*FFN activations recomputed in the backward/);
+    expect(lastJson(r.out).steps).toBe(3);
+    const plain = await dajian([...args, "--out", join(dir, "p.gguf"), "--run", join(dir, "run-p")]);
+    expect(plain.code, plain.err).toBe(0);
+    expect(plain.err).not.toMatch(/recomputed/);
+    // Recomputing changes what is kept, not the arithmetic's result beyond rounding.
+    expect(lastJson(r.out).trainLossAfter).toBeCloseTo(lastJson(plain.out).trainLossAfter as number, 4);
+  });
+
   it("merges (and quantizes), evaluates before vs after, and previews the trained tokens", async () => {
     const adapter = join(dir, "b.gguf");
     if (!existsSync(adapter)) {

@@ -46,7 +46,8 @@ function planLine(p: FinetunePlan): string {
   return (
     `pre-flight: ${p.trainRows} train / ${p.valRows} validation examples, seq ${p.seq}, ${p.totalSteps} steps · ` +
     `${(e.loraParams / 1e6).toFixed(3)}M LoRA parameters on a ${gib(e.baseBytes)} frozen base · ` +
-    `memory ≈ ${gib(e.residentBytes)} of ${gib(p.availableBytes)} available · time ≈ ${time} (nominal FLOP rate)`
+    `memory ≈ ${gib(e.residentBytes)} of ${gib(p.availableBytes)} available` +
+    `${p.recomputeFfn ? " (FFN activations recomputed in the backward)" : ""} · time ≈ ${time} (nominal FLOP rate)`
   );
 }
 
@@ -83,6 +84,7 @@ interface FinetuneOpts {
   checkpointEvery?: number;
   threads?: number;
   includePrompt?: boolean;
+  recomputeFfn?: boolean;
   template?: string;
   json?: boolean;
 }
@@ -128,6 +130,10 @@ function registerFinetune(program: Command): void {
         num("--checkpoint-every", { int: true, min: 1 }),
       )
       .option("--threads <n>", "CPU threads", num("--threads", { int: true, min: 1 }))
+      .option(
+        "--recompute-ffn",
+        "recompute the FFN activations in the backward pass: about a sixth less memory at rank 64, ~15 % slower (default: only when memory is short)",
+      )
       .option("--include-prompt", "also train on prompt tokens (default: assistant tokens + EOS only)")
       .option("--template <jinja|chatml>", "chat template instead of the base's own")
       .option("--json", "print a JSON summary as the last line"),
@@ -157,7 +163,13 @@ function registerFinetune(program: Command): void {
             ...DEFAULT_SETTINGS,
             base: o.base as string,
             out: o.out as string,
-            lora: { rank: o.rank, alpha: o.alpha ?? 2 * o.rank, dropout: o.dropout, targets: parseTargets(o.targets) },
+            lora: {
+              rank: o.rank,
+              alpha: o.alpha ?? 2 * o.rank,
+              dropout: o.dropout,
+              targets: parseTargets(o.targets),
+              recomputeFfn: o.recomputeFfn,
+            },
             lr: o.lr,
             batch: o.batch,
             accum: o.accum,

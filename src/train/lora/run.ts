@@ -65,6 +65,8 @@ export interface FinetuneHooks {
 
 export interface FinetunePlan {
   estimate: LoraEstimate;
+  /** The FFN's gate/up activations are recomputed in the backward (asked for, or chosen because memory is short). */
+  recomputeFfn: boolean;
   trainRows: number;
   valRows: number;
   seq: number;
@@ -240,6 +242,7 @@ export async function finetune(
   }
   const plan: FinetunePlan = {
     estimate,
+    recomputeFfn: lora.recomputeFfn === true,
     trainRows: train.length,
     valRows: val.length,
     seq,
