@@ -11,8 +11,8 @@
 // The served model decodes parallel requests in one batch per step (src/models/batching.ts); plain node-llama-cpp
 // splits such steps, so by default the baseline is node-llama-cpp as its users call it. --direct-batcher gives the
 // direct side dajian's batcher too, which isolates what HTTP, SSE and the server cost on their own.
-// Options: --dim N (256) --layers N (4) --ffn N (768) --max-tokens N (128) --rounds N (4) --threads N (default: cores-1, min 1) --levels 1,4,16 --keep
-//          --prof DIR (CPU profile of the server process) --skip-models-latency --direct-batcher
+// Options: --dim N (256) --layers N (4) --ffn N (768) --std X (0.1, weight init) --max-tokens N (128) --rounds N (4) --threads N (default: cores-1, min 1) --levels 1,4,16 --keep
+//          --prof DIR (CPU profile of the server process) --skip-models-latency --samples (every request's TTFT) --direct-batcher
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -41,6 +41,7 @@ const CTX = 1024;
 const DIM = Number(opt("dim", "256"));
 const LAYERS = Number(opt("layers", "4"));
 const FFN = Number(opt("ffn", "768"));
+const STD = Number(opt("std", "0.1"));
 const PROMPT = "Write a short note about annual leave, office hours and travel rules for new employees.";
 
 interface Sample {
@@ -54,6 +55,8 @@ interface Level {
   /** Median over rounds of this contender's tok/s ÷ the first contender's (direct) in the same round. */
   ratioToFirst: number;
   ttftDeltaToFirst: number;
+  /** Every request's TTFT in run order (printed with --samples). */
+  ttfts: number[];
   /** CPU time (all threads, llama.cpp's included) the contender's process(es) spent per generated token. */
   cpuMsPerToken: number;
 }
@@ -119,6 +122,7 @@ async function measureAlternating(concurrency: number, contenders: Contender[]):
     ratioToFirst: median(a.rates.map((x, i) => x / acc[0].rates[i])),
     cpuMsPerToken: a.cpu / a.tokens,
     ttftDeltaToFirst: median(a.samples.map((s, i) => s.ttftMs - acc[0].samples[i].ttftMs)),
+    ttfts: a.samples.map((s) => s.ttftMs),
   }));
 }
 
@@ -147,8 +151,10 @@ async function direct(modelPath: string): Promise<{ one: () => Promise<Sample>; 
       await chat.generateResponse(history, {
         maxTokens: MAX_TOKENS,
         temperature: 0,
-        onTextChunk: () => {
-          if (Number.isNaN(ttft)) ttft = performance.now() - t0;
+        // First visible text, as on the served side (node-llama-cpp may report an empty chunk while it holds
+        // back text that could start a stop trigger; a client sees nothing then).
+        onTextChunk: (t) => {
+          if (t && Number.isNaN(ttft)) ttft = performance.now() - t0;
         },
         onToken: (t) => (tokens += t.length),
       });
@@ -241,6 +247,10 @@ async function main() {
     ffn: FFN,
     contextLength: CTX,
     seed: 3,
+    // Wider than a training init (0.02) so the greedy choice is well separated: with near-uniform logits, float
+    // differences between batch compositions flip tokens, and the position of the first visible text (what TTFT
+    // measures) would then differ between otherwise identical requests.
+    std: STD,
   });
   const c = w.config;
   const kvDim = c.kvHeads * (c.dim / c.heads);
@@ -275,6 +285,12 @@ async function main() {
       ]);
       d.push(a);
       s.push(b);
+      if (args.includes("--samples"))
+        for (const [name, l] of [
+          ["direct", a],
+          ["served", b],
+        ] as const)
+          console.log(`c=${c} ${name} TTFT ms: ${l.ttfts.map((t) => t.toFixed(0)).join(" ")}`);
     }
     await dm.dispose();
     const skip = args.includes("--skip-models-latency"); // e.g. with --prof, to profile generation alone
