@@ -217,7 +217,9 @@ export class IngestJobs {
           }
           this.finishSync(job, "failed", errorLine(err));
         }
-        await rm(job.path, { force: true });
+        // Synchronously, in the same turn as the status change: no client sees "done" while the staged upload
+        // still exists.
+        rmSync(job.path, { force: true });
         this.prune();
       }
     } finally {
