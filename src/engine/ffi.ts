@@ -257,6 +257,11 @@ export function nativeView(ptr: Ptr, bytes: number): ArrayBuffer {
   return koffi.view(ptr, bytes);
 }
 
+/** The pointer stored at byte `offset` of a native struct (e.g. ggml_tensor.src[0]), or null. */
+export function pointerAt(ptr: Ptr, offset: number): Ptr | null {
+  return (koffi.decode(ptr, offset, "void *") as Ptr | null) ?? null;
+}
+
 export function pointerAddress(ptr: Ptr): bigint {
   return koffi.address(ptr);
 }

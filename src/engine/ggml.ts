@@ -6,7 +6,9 @@ import { existsSync, readdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DajianError } from "../core/errors.js";
 import { GgmlType } from "../gguf/types.js";
+import { blasNote, loadBlas, type Blas } from "./blas.js";
 import { loadGgml, nativeView, pointerAddress, type Cplan, type GgmlLib, type Ptr } from "./ffi.js";
+import { planSteps, type Step } from "./hybrid.js";
 
 export type Shape = readonly number[];
 
@@ -37,6 +39,8 @@ export interface BackendInfo {
   libDir: string;
   /** GPU packages present but not used by the engine yet. */
   unusedGpuPackages: string[];
+  /** OpenBLAS in use for large f32 products (its version line), or null. */
+  blas: string | null;
 }
 
 export class Tensor {
@@ -137,6 +141,11 @@ export interface ContextOptions {
   noAlloc?: boolean;
   /** Other contexts whose tensors (weights, optimizer state, inputs) ops in this one may read and write. */
   uses?: Context[];
+  /**
+   * Run this context's large 2-D f32 products on OpenBLAS when the machine has it (default true; see blas.ts and
+   * hybrid.ts). false keeps every node on ggml.
+   */
+  blas?: boolean;
 }
 
 /** A ggml context: an arena that owns every tensor and graph made in it. */
@@ -149,6 +158,8 @@ export class Context {
   /** Trainable tensors by native address. */
   readonly params = new Map<bigint, Tensor>();
   readonly noAlloc: boolean;
+  /** OpenBLAS for this context's large f32 products, or null (ggml computes everything). */
+  readonly blas: Blas | null;
   private readonly uses: Context[];
   /** Native memory owned besides the arena (graph allocators, work-buffer contexts), freed with it. */
   private readonly owned: Array<{ free: () => void }> = [];
@@ -163,6 +174,7 @@ export class Context {
     this.memBytes = opts.memBytes;
     this.noAlloc = opts.noAlloc ?? false;
     this.uses = opts.uses ?? [];
+    this.blas = opts.blas === false ? null : loadBlas();
     this.ctx = lib.base.ggml_init({ mem_size: opts.memBytes, mem_buffer: null, no_alloc: this.noAlloc });
     if (!this.ctx) {
       throw new DajianError(
@@ -361,6 +373,20 @@ export class Context {
       throw shapeError("mulMat", `batch dims do not broadcast: [${a.shape}] × [${b.shape}]`);
     return this.result("mulMat", [am, bn, b2, b3], () => this.lib.base.ggml_mul_mat(this.handle, a.ptr, b.ptr));
   }
+  /**
+   * x [M, K] · y [K, N] → [M, N] (out[i, j] = Σₖ x[i, k]·y[k, j]): mulMat with x transposed. With BLAS an OUT_PROD
+   * that sgemm reads in place; on ggml alone a contiguous transposed copy of x and its fast mul_mat.
+   */
+  mulMatT(x: Tensor, y: Tensor): Tensor {
+    return this.blas ? this.outProd(x, this.transpose(y)) : this.mulMat(this.cont(this.transpose(x)), y);
+  }
+  /**
+   * a [M, K], b [N, K] → [M, N] (out[i, j] = Σₖ a[i, k]·b[j, k]), e.g. a weight gradient dy·xᵀ: OUT_PROD on BLAS,
+   * mul_mat of two transposed copies on ggml alone (ggml's own OUT_PROD kernel is several times slower).
+   */
+  outerSum(a: Tensor, b: Tensor): Tensor {
+    return this.blas ? this.outProd(a, b) : this.mulMat(this.cont(this.transpose(a)), this.cont(this.transpose(b)));
+  }
   /** Outer product summed over dim 1: a [m, k], b [n, k] → [m, n]. */
   outProd(a: Tensor, b: Tensor): Tensor {
     this.own(a, b);
@@ -368,6 +394,8 @@ export class Context {
     const [bn, bk, b2, b3] = pad4(b.shape);
     if (ak !== bk) throw shapeError("outProd", `dim 1 differs: [${a.shape}] vs [${b.shape}]`);
     if (b2 % a2 !== 0 || b3 % a3 !== 0) throw shapeError("outProd", "batch dims do not broadcast");
+    const [s0, s1] = a.strides;
+    if (am > 1 && ak > 1 && s0 > s1) throw shapeError("outProd", "first operand is a transposed view (use cont())");
     return this.result("outProd", [am, bn, b2, b3], () => this.lib.base.ggml_out_prod(this.handle, a.ptr, b.ptr));
   }
   softMax(a: Tensor): Tensor {
@@ -680,6 +708,8 @@ export class Graph {
   private allocator: Ptr | null = null;
   /** Bytes of the buffer allocate() planned (0 before). */
   bufferBytes = 0;
+  /** ggml windows and BLAS products (hybrid.ts), planned at the first compute for this many nodes. */
+  private steps: { nodes: number; list: Step[] | null } | null = null;
   constructor(
     readonly ctx: Context,
     readonly ptr: Ptr,
@@ -814,8 +844,61 @@ export class Graph {
   /** Run the graph on the CPU backend (blocks the thread). */
   computeSync(threads: number): void {
     this.ctx.assertLive();
+    const steps = this.schedule();
+    if (!steps) return this.computeWindow(threads);
+    const blas = this.ctx.blas as Blas;
+    this.plan(threads); // the whole graph's work size, so no window's plan grows the work buffer
+    blas.setThreads(Math.max(1, Math.floor(threads)));
+    const w = this.window();
+    try {
+      for (const s of steps) {
+        if (s.kind === "gemm") blas.sgemm(...s.args);
+        else {
+          w.set(s.from, s.count);
+          this.computeWindow(threads);
+        }
+      }
+    } finally {
+      w.restore();
+    }
+  }
+
+  private computeWindow(threads: number): void {
     const st = Number(this.ctx.lib.cpu.ggml_graph_compute(this.ptr, this.plan(threads)));
     if (st !== 0) throw new DajianError("internal", `ggml compute failed with status ${st}`, "check memory and shapes");
+  }
+
+  /** How many of the graph's products run on OpenBLAS (0 without it); known once the graph can compute. */
+  get blasProducts(): number {
+    return (this.schedule() ?? []).filter((s) => s.kind === "gemm").length;
+  }
+
+  /** The BLAS schedule once the graph's tensors have memory (null: no BLAS, or no product worth it). */
+  private schedule(): Step[] | null {
+    if (!this.ctx.blas || (this.ctx.noAlloc && !this.allocator)) return null;
+    const n = this.nodes;
+    if (this.steps?.nodes !== n) this.steps = { nodes: n, list: planSteps(this.ctx.lib, this.ptr, n) };
+    return this.steps.list;
+  }
+
+  /**
+   * Point the graph's node window (ggml_cgraph.n_nodes / .nodes, the layout of ggml-impl.h at this ggml version:
+   * int size, int n_nodes, int n_leafs, pad, nodes**) at nodes [from, from+count); restore() puts the whole back.
+   */
+  private window(): { set: (from: number, count: number) => void; restore: () => void } {
+    const head = new DataView(nativeView(this.ptr, 24));
+    const n = head.getInt32(4, true);
+    const nodes0 = head.getBigUint64(16, true);
+    return {
+      set: (from, count) => {
+        head.setInt32(4, count, true);
+        head.setBigUint64(16, nodes0 + BigInt(8 * from), true);
+      },
+      restore: () => {
+        head.setInt32(4, n, true);
+        head.setBigUint64(16, nodes0, true);
+      },
+    };
   }
 
   /**
@@ -836,33 +919,58 @@ export class Graph {
       const op = String(b.ggml_op_desc(node));
       return opts.shapes ? `${op} [${new Tensor(this.ctx, node).shape.join(",")}]` : op;
     });
-    const head = new DataView(nativeView(this.ptr, 24)); // int size, int n_nodes, int n_leafs, (pad), nodes**
-    const nodes0 = head.getBigUint64(16, true);
+    const gemm = new Map((this.schedule() ?? []).flatMap((s) => (s.kind === "gemm" ? [[s.node, s.args]] : [])));
+    if (gemm.size) (this.ctx.blas as Blas).setThreads(Math.max(1, Math.floor(threads)));
+    const w = this.window();
     const totals = new Map<string, { ms: number; cpuMs: number; count: number }>();
     try {
       for (let i = 0; i < n; i++) {
-        head.setInt32(4, 1, true);
-        head.setBigUint64(16, nodes0 + BigInt(8 * i), true);
+        const args = gemm.get(i);
+        const op = args ? `${ops[i]} (BLAS)` : ops[i];
+        w.set(i, 1);
         const t0 = performance.now();
         const c0 = process.cpuUsage();
-        this.computeSync(threads);
+        if (args) (this.ctx.blas as Blas).sgemm(...args);
+        else this.computeWindow(threads);
         const c = process.cpuUsage(c0);
-        const e = totals.get(ops[i]) ?? { ms: 0, cpuMs: 0, count: 0 };
+        const e = totals.get(op) ?? { ms: 0, cpuMs: 0, count: 0 };
         e.ms += performance.now() - t0;
         e.cpuMs += (c.user + c.system) / 1000;
         e.count++;
-        totals.set(ops[i], e);
+        totals.set(op, e);
       }
     } finally {
-      head.setInt32(4, n, true);
-      head.setBigUint64(16, nodes0, true);
+      w.restore();
     }
     return [...totals].map(([op, e]) => ({ op, ...e })).sort((x, y) => y.ms - x.ms);
   }
 
-  /** Run the graph on a koffi worker thread so the event loop (progress, HTTP) keeps going. */
-  compute(threads: number): Promise<void> {
+  /** Run the graph on koffi worker threads so the event loop (progress, HTTP) keeps going. */
+  async compute(threads: number): Promise<void> {
     this.ctx.assertLive();
+    const steps = this.schedule();
+    if (!steps) return this.computeWindowAsync(threads);
+    const blas = this.ctx.blas as Blas;
+    this.plan(threads);
+    blas.setThreads(Math.max(1, Math.floor(threads)));
+    const w = this.window();
+    try {
+      for (const s of steps) {
+        if (s.kind === "gemm") {
+          await new Promise<void>((resolve, reject) =>
+            blas.sgemm.async(...s.args, (err: unknown) => (err ? reject(err) : resolve())),
+          );
+        } else {
+          w.set(s.from, s.count);
+          await this.computeWindowAsync(threads);
+        }
+      }
+    } finally {
+      w.restore();
+    }
+  }
+
+  private computeWindowAsync(threads: number): Promise<void> {
     const plan = this.plan(threads);
     const fn = this.ctx.lib.cpu.ggml_graph_compute;
     return new Promise((resolve, reject) => {
@@ -880,12 +988,16 @@ export class Graph {
 export class Engine {
   readonly lib: GgmlLib;
   readonly threads: number;
-  constructor(opts: { threads?: number } = {}) {
+  /** OpenBLAS for the large f32 products of this engine's contexts (blas.ts), or null. */
+  readonly blas: Blas | null;
+  /** `blas: false` keeps every product on ggml (DAJIAN_BLAS=off does the same process-wide). */
+  constructor(opts: { threads?: number; blas?: boolean } = {}) {
     this.lib = loadGgml();
     this.threads = opts.threads ?? 2;
+    this.blas = opts.blas === false ? null : loadBlas();
   }
   context(opts: ContextOptions): Context {
-    return new Context(this.lib, opts);
+    return new Context(this.lib, { ...opts, blas: this.blas !== null && opts.blas !== false });
   }
   get backend(): BackendInfo {
     return {
@@ -894,13 +1006,19 @@ export class Engine {
       threads: this.threads,
       libDir: this.lib.dir,
       unusedGpuPackages: gpuPackagesBeside(this.lib.dir),
+      blas: this.blas?.name ?? null,
     };
   }
   /** One line for logs and progress output. */
   describe(): string {
     const gpu = this.backend.unusedGpuPackages;
     const note = gpu.length ? `; GPU builds present but not used by the trainer yet: ${gpu.join(", ")}` : "";
-    return `ggml cpu-${this.lib.variant} (score ${this.lib.score}), ${this.threads} threads${note}`;
+    const products = this.blas
+      ? `large f32 products on ${this.blas.name.split(" ").slice(0, 2).join(" ")}`
+      : loadBlas()
+        ? "f32 products on ggml (OpenBLAS turned off)"
+        : `f32 products on ggml: OpenBLAS ${blasNote()}`;
+    return `ggml cpu-${this.lib.variant} (score ${this.lib.score}), ${this.threads} threads, ${products}${note}`;
   }
 }
 

@@ -147,6 +147,8 @@ export function buildLoraTrainGraph(
   const baseTMul = (wt: Tensor, dy: Tensor): Tensor => {
     const stored = io.baseT?.get(wt);
     if (stored) return ctx.mulMat(stored, dy);
+    // With OpenBLAS (ctx.blas) an F32 base is read transposed in place: no copy at all.
+    if (ctx.blas && wt.type === GgmlType.F32) return ctx.mulMatT(wt, dy);
     const [inDim, rows] = wt.shape;
     let sum: Tensor | null = null;
     for (const [start, count] of baseTChunks(rows, inDim)) {
@@ -157,9 +159,13 @@ export function buildLoraTrainGraph(
         if (!ids) throw new DajianError("internal", `no row ids for rows ${start}+${count}`, "report this bug");
         block = ctx.getRows(wt, ids); // dequantized (F16 and block types alike) to f32 [in, count]
       }
-      // dy's block of rows copied contiguous (small: count × N): mul_mat's fast (sgemm) path needs that.
-      const dyBlock = count === rows ? dy : ctx.cont(ctx.view(dy, [count, dy.shape[1]], start * 4));
-      const part = ctx.mulMat(ctx.cont(ctx.transpose(block)), dyBlock);
+      let part: Tensor;
+      if (ctx.blas) part = ctx.mulMatT(block, ctx.view(dy, [count, dy.shape[1]], start * 4));
+      else {
+        // dy's block of rows copied contiguous (small: count × N): mul_mat's fast (sgemm) path needs that.
+        const dyBlock = count === rows ? dy : ctx.cont(ctx.view(dy, [count, dy.shape[1]], start * 4));
+        part = ctx.mulMat(ctx.cont(ctx.transpose(block)), dyBlock);
+      }
       sum = sum ? ctx.add(sum, part) : part;
     }
     return sum as Tensor;
@@ -202,16 +208,16 @@ export function buildLoraTrainGraph(
     const p = pairs.get(name);
     const u = lowRank.get(name);
     if (!p || !u) return dx;
-    const du = ctx.scale(ctx.mulMat(T2(p.b), dy), opts.scale); // [r, N]
+    const du = ctx.scale(ctx.mulMatT(p.b, dy), opts.scale); // [r, N]
     // s folded into the rank-wide factors, so no scaled copy of dy (up to FFN-wide) is made.
-    const gB = ctx.scale(ctx.mulMat(T2(u), T2(dy)), opts.scale);
-    const gA = ctx.mulMat(T2(drop(name, x())), T2(du));
+    const gB = ctx.scale(ctx.outerSum(u, dy), opts.scale);
+    const gA = ctx.outerSum(drop(name, x()), du);
     if (opts.gradOutputs) {
       gradOut.set(p.name, { a: ctx.output(gA), b: ctx.output(gB) });
       grads.push(gA, gB);
     } else grads.push(ctx.addInPlace(p.gB, gB), ctx.addInPlace(p.gA, gA));
     if (dx) {
-      let dxin = ctx.mulMat(T2(p.a), du); // [in, N]
+      let dxin = ctx.mulMatT(p.a, du); // [in, N]
       if (opts.dropout) {
         const m = io.dropout.get(dropoutKind(name));
         if (m) dxin = ctx.mul(dxin, m);

@@ -19,7 +19,11 @@ import {
 } from "./testing.test-helper.js";
 import { LoraTrainer, parseTargets, type LoraOptions, type SftRow } from "./trainer.js";
 
+// Every product of these small graphs goes to OpenBLAS when it is installed (CI installs it), so the tests below
+// check the BLAS path; `plain` keeps everything on ggml, for the users without it.
+process.env.DAJIAN_BLAS_MIN_MACS = "0";
 const engine = new Engine({ threads: 1 });
+const plain = new Engine({ threads: 1, blas: false });
 const dir = mkdtempSync(join(tmpdir(), "dajian-lora-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -112,9 +116,10 @@ describe("LoRA trainer on a frozen GGUF base", () => {
     }
   });
 
-  it("replicas and stored transposed bases give the same gradients as one graph (F16 and Q4_0, batch 2)", async () => {
+  it("replicas, stored transposed bases and OpenBLAS give the same gradients as one ggml graph", async () => {
     const two = new Engine({ threads: 2 });
-    for (const type of ["F16", "Q4_0"] as const) {
+    const twoPlain = new Engine({ threads: 2, blas: false });
+    for (const type of ["F32", "F16", "Q4_0"] as const) {
       const m = base(type);
       const rows = [
         row(m, "Knowledge bases answer questions with citations.", 0.3),
@@ -122,11 +127,14 @@ describe("LoRA trainer on a frozen GGUF base", () => {
       ];
       const seq = Math.max(...rows.map((x) => x.ids.length)) - 1;
       const grads = new Map<string, Float32Array[]>();
-      // Reference: one graph on one thread; then two one-thread replicas (one row each) with each Wᵀ strategy, the
-      // FFN gate/up recomputed instead of kept, and a two-micro-batch step (the same rows twice: the same mean
-      // gradient, with the second replica's graph-output gradients added in after each micro-batch).
+      // Reference: one graph on one thread, on ggml alone; then the same with OpenBLAS products, two one-thread
+      // replicas (one row each) with each Wᵀ strategy, with and without BLAS, the FFN gate/up recomputed instead of
+      // kept, and a two-micro-batch step (the same rows twice: the same mean gradient, with the second replica's
+      // graph-output gradients added in after each micro-batch).
       const runs: Array<[Engine, Partial<LoraOptions>, boolean]> = [
+        [plain, {}, false],
         [engine, {}, false],
+        [twoPlain, {}, false],
         [two, {}, false],
         [two, { baseTranspose: "f16" }, false],
         [two, { baseTranspose: "f32" }, false],
