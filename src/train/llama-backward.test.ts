@@ -7,7 +7,11 @@ import { Rng } from "./rng.js";
 import { TINY_CORPUS } from "./tiny-model.js";
 import { LlamaTrainer, initLlamaWeights } from "./trainer.js";
 
+// Every product of these small graphs goes to OpenBLAS when it is installed (CI installs it): the trainer's BLAS
+// path is checked against ggml's own autograd computed on ggml alone (`plain`), and one case runs the trainer there.
+process.env.DAJIAN_BLAS_MIN_MACS = "0";
 const engine = new Engine({ threads: 1 });
+const plain = new Engine({ threads: 1, blas: false });
 const vocab = trainBpe(TINY_CORPUS, { vocabSize: 300, minFrequency: 1 });
 const stream = new BpeTokenizer(vocab).encode(TINY_CORPUS.join("\n"));
 
@@ -45,7 +49,7 @@ function autogradGradients(
 ): { loss: number; grads: Map<string, Float32Array> } {
   const T = batch[0].length - 1;
   const B = batch.length;
-  using ctx = engine.context({ memBytes: 512 << 20 });
+  using ctx = plain.context({ memBytes: 512 << 20 });
   const w = createLlamaWeights(ctx, config, init);
   for (const t of w.tensors.values()) ctx.param(t);
   const { tokens, logits } = buildLlamaForward(ctx, w, T, B);
@@ -64,9 +68,11 @@ function autogradGradients(
 }
 
 describe("hand-written llama backward (trainer) vs ggml autograd", () => {
-  // [label, config, T, B, threads]: 2 threads on an odd batch = one graph whose threads share every node
+  // [label, config, T, B, threads]: 2 threads on an odd batch = one graph whose threads share every node;
+  // threads 0 = one thread on ggml alone (no OpenBLAS)
   const cases: Array<[string, Partial<LlamaConfig>, number, number, number]> = [
     ["GQA, batch 2, separate output", {}, 7, 2, 1],
+    ["GQA, batch 2, separate output, ggml alone", {}, 7, 2, 0],
     ["tied embeddings, MHA, batch 3", { tiedEmbeddings: true, kvHeads: 4 }, 5, 3, 1],
     ["4 query heads per kv head, batch 1", { kvHeads: 1, layers: 1 }, 9, 1, 1],
     ["GQA, batch 3 on one graph with 2 threads (head/batch-swapped attention layout)", {}, 6, 3, 2],
@@ -80,7 +86,7 @@ describe("hand-written llama backward (trainer) vs ggml autograd", () => {
       const init = memo((n) => base(n).map((x) => (n.includes("norm") ? 1 + rng.normal() * 0.2 : x * 8)));
       const batch = Array.from({ length: B }, (_, b) => stream.slice(b * 13, b * 13 + T + 1));
       const ref = autogradGradients(config, init, batch);
-      const eng = threads === 1 ? engine : new Engine({ threads });
+      const eng = threads === 0 ? plain : threads === 1 ? engine : new Engine({ threads });
       using tr = new LlamaTrainer(eng, config, { seq: T, batch: B, lr: 0, totalSteps: 1 }, init);
       expect(tr.replicas).toBe(1);
       const loss = await tr.evaluate(batch);

@@ -149,9 +149,16 @@ export function buildLlamaTrainGraph(
     if (!r) transposed.set(t, (r = oneThread ? ctx.transposeCopy(t) : ctx.cont(ctx.transpose(t))));
     return r;
   };
-  /** y = W x and, later, its backward: dx = Wᵀ dy, dW = x dyᵀ — both as mul_mat. */
+  /**
+   * y = W x and, later, its backward: dx = Wᵀ dy, dW = x dyᵀ — as mul_mat on transposed copies, or with OpenBLAS
+   * (ctx.blas) as products that read the transposed operands in place (Context.mulMatT / outerSum).
+   */
   const linear = (name: string, x: Tensor): Tensor => ctx.mulMat(W(name), x);
   const linearBack = (name: string, x: Tensor, dy: Tensor): Tensor => {
+    if (ctx.blas) {
+      addGrad(name, ctx.outerSum(x, dy));
+      return ctx.mulMatT(W(name), dy);
+    }
     addGrad(name, ctx.mulMat(T2(x), T2(dy)));
     return ctx.mulMat(T2(W(name)), dy);
   };
@@ -297,8 +304,10 @@ export function buildLlamaTrainGraph(
   const dLogits = ctx.reshape(ctx.setRows(probs, ctx.sub(pY, io.one), io.targetIdx), [c.vocabSize, N]);
 
   // ---- backward ------------------------------------------------------------------------------------------------
-  addGrad(outName, ctx.scale(ctx.mulMat(T2(hf), T2(dLogits)), 1 / N));
-  let dx = normBack(x, nf, "output_norm.weight", ctx.scale(ctx.mulMat(T2(W(outName)), dLogits), 1 / N));
+  const outW = W(outName);
+  addGrad(outName, ctx.scale(ctx.blas ? ctx.outerSum(hf, dLogits) : ctx.mulMat(T2(hf), T2(dLogits)), 1 / N));
+  const dOut = ctx.blas ? ctx.mulMatT(outW, dLogits) : ctx.mulMat(T2(outW), dLogits);
+  let dx = normBack(x, nf, "output_norm.weight", ctx.scale(dOut, 1 / N));
   for (let l = c.layers - 1; l >= 0; l--) {
     const p = `blk.${l}.`;
     const s = saved[l];
