@@ -4,12 +4,13 @@
 // plus LoRA over a Q8_0 base against the F32 base: validation loss on held-out company questions after the same steps.
 // Every side runs in its own process, so peak RSS (VmHWM) is its own; "training MiB" subtracts the peak RSS the
 // process had before its trainer existed (Node/tsx or Python/torch runtime, the rows), which is not the method's.
-// lora8:f16 / lora8:f32 keep a stored transposed base copy (LoraOptions.baseTranspose) instead of the in-graph one;
-// lora64:recompute recomputes the FFN gate/up outputs in the backward (LoraOptions.recomputeFfn) instead of keeping
-// them: less memory for ≈ +20 % step time.
+// lora8 / lora64 are the trainer's defaults: large f32 products on OpenBLAS when installed (src/engine/blas.ts), the
+// FFN gate/up recomputed in the backward. :keep keeps them (LoraOptions.recomputeFfn false: faster, more memory);
+// :ggml turns OpenBLAS off (DAJIAN_BLAS=off: ggml's own GEMM, what a machine without OpenBLAS gets).
+// MODES=lora8:f16,lora8:f32 adds a stored transposed base copy (LoraOptions.baseTranspose), useful without OpenBLAS.
 // CPU ms/step is the process's CPU time (all threads) per step — steadier than wall time on a shared machine.
 // Env: STEPS (8, timed after 2 warm-up steps), THREADS (2), DIM (768), LAYERS (4), FFN (2048), HEADS (DIM/64),
-// KV_HEADS (HEADS/3), SEQ (128), BATCH (4),
+// KV_HEADS (HEADS/3), SEQ (128), BATCH (4), MODES (extra dajian sides),
 // Q8_STEPS (100; 0 skips the Q8_0 comparison), Q8_LR (3e-3), Q8_SEEDS (3 data orders), SKIP_TORCH=1, PYTHON (interpreter with torch + numpy).
 // Targets (issue 6): LoRA memory ≤ 40 % of full fine-tuning; throughput ≥ 1.0× PyTorch LoRA; Q8_0 within 5 % of F32.
 
@@ -102,7 +103,11 @@ async function worker(mode: string, dir: string): Promise<void> {
     const [rank, opt] = [Number(mode.slice(4).split(":")[0]), mode.split(":")[1]];
     const lora = {
       ...{ rank, alpha: c.alpha, dropout: 0, targets: ALL },
-      ...(opt === "recompute" ? { recomputeFfn: true } : { baseTranspose: opt as BaseTranspose | undefined }),
+      ...(opt === "keep"
+        ? { recomputeFfn: false }
+        : opt === "ggml"
+          ? {}
+          : { baseTranspose: opt as BaseTranspose | undefined }),
     };
     using tr = new LoraTrainer(engine, base, lora, hyper);
     for (const step of rows) await timed(async () => (await tr.trainStep([step])).loss);
@@ -280,12 +285,16 @@ async function main(): Promise<void> {
     }
     const self = [...process.execArgv, process.argv[1], "--worker"];
     const sides: Array<[string, Side | null, string]> = [];
-    // lora8:f16 / lora8:f32 keep a transposed copy of the base for dx = Wᵀ dy instead of transposing it per step.
-    for (const mode of ["full", "lora8", "lora64", "lora64:recompute", "lora8:f16", "lora8:f32"]) {
-      sides.push([mode, await runSide(process.execPath, [...self, mode, dir]), "dajian"]);
+    // :keep keeps the FFN activations (no recompute); :ggml runs every product on ggml's own GEMM (no OpenBLAS);
+    // MODES adds others, e.g. lora8:f16 (a stored F16 transposed base for dx = Wᵀ dy).
+    const modes = ["full", "lora8", "lora64", "lora8:keep", "lora64:keep", "lora8:ggml", "lora64:ggml"];
+    for (const mode of [...modes, ...(process.env.MODES ?? "").split(",").filter(Boolean)]) {
+      const env = mode.endsWith(":ggml") ? { DAJIAN_BLAS: "off" } : {};
+      sides.push([mode, await runSide(process.execPath, [...self, mode, dir], env), "dajian"]);
     }
     const py = process.env.SKIP_TORCH ? null : findPython();
-    const torchEnv = { OPENBLAS_CORETYPE: undefined, OPENBLAS_L2_SIZE: undefined };
+    // PyTorch with its own OpenBLAS settings (not the thread timeout dajian sets for itself).
+    const torchEnv = { OPENBLAS_CORETYPE: undefined, OPENBLAS_L2_SIZE: undefined, OPENBLAS_THREAD_TIMEOUT: undefined };
     for (const r of [8, 64]) {
       if (!py) sides.push([`torch-lora${r}`, null, "PyTorch"]);
       else

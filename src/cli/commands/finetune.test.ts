@@ -89,15 +89,22 @@ describe("dajian finetune / merge / eval qa / data preview", { timeout: 240_000 
     expect(again.err).toMatch(/already holds a run.*--resume/);
   });
 
-  it("--recompute-ffn trains with the FFN activations recomputed, and the pre-flight line says so", async () => {
+  it("recomputes the FFN activations by default; --no-recompute-ffn keeps them, and the pre-flight line says which", async () => {
     const args = ["finetune", ...TRAIN.map((a) => (a === "30" ? "3" : a)), "--json"];
-    const r = await dajian([...args, "--out", join(dir, "r.gguf"), "--run", join(dir, "run-r"), "--recompute-ffn"]);
+    const r = await dajian([...args, "--out", join(dir, "r.gguf"), "--run", join(dir, "run-r")]);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/pre-flight: .*FFN activations recomputed in the backward/);
     expect(lastJson(r.out).steps).toBe(3);
-    const plain = await dajian([...args, "--out", join(dir, "p.gguf"), "--run", join(dir, "run-p")]);
+    const plain = await dajian([
+      ...args,
+      "--out",
+      join(dir, "p.gguf"),
+      "--run",
+      join(dir, "run-p"),
+      "--no-recompute-ffn",
+    ]);
     expect(plain.code, plain.err).toBe(0);
-    expect(plain.err).not.toMatch(/recomputed/);
+    expect(plain.err).toMatch(/pre-flight: .*FFN activations kept/);
     // Recomputing changes what is kept, not the arithmetic's result beyond rounding.
     expect(lastJson(r.out).trainLossAfter).toBeCloseTo(lastJson(plain.out).trainLossAfter as number, 4);
   });

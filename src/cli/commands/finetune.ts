@@ -47,7 +47,7 @@ function planLine(p: FinetunePlan): string {
     `pre-flight: ${p.trainRows} train / ${p.valRows} validation examples, seq ${p.seq}, ${p.totalSteps} steps · ` +
     `${(e.loraParams / 1e6).toFixed(3)}M LoRA parameters on a ${gib(e.baseBytes)} frozen base · ` +
     `memory ≈ ${gib(e.residentBytes)} of ${gib(p.availableBytes)} available` +
-    `${p.recomputeFfn ? " (FFN activations recomputed in the backward)" : ""} · time ≈ ${time} (nominal FLOP rate)`
+    `${p.recomputeFfn ? " (FFN activations recomputed in the backward)" : " (FFN activations kept)"} · time ≈ ${time} (nominal FLOP rate)`
   );
 }
 
@@ -131,8 +131,8 @@ function registerFinetune(program: Command): void {
       )
       .option("--threads <n>", "CPU threads", num("--threads", { int: true, min: 1 }))
       .option(
-        "--recompute-ffn",
-        "recompute the FFN activations in the backward pass: about a sixth less memory at rank 64, ~15 % slower (default: only when memory is short)",
+        "--no-recompute-ffn",
+        "keep the FFN activations for the backward pass instead of recomputing them: ~20 % faster steps for about a sixth more memory at rank 64 (default: recompute)",
       )
       .option("--include-prompt", "also train on prompt tokens (default: assistant tokens + EOS only)")
       .option("--template <jinja|chatml>", "chat template instead of the base's own")

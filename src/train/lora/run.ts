@@ -65,7 +65,7 @@ export interface FinetuneHooks {
 
 export interface FinetunePlan {
   estimate: LoraEstimate;
-  /** The FFN's gate/up activations are recomputed in the backward (asked for, or chosen because memory is short). */
+  /** The FFN's gate/up activations are recomputed in the backward (the default; --no-recompute-ffn keeps them). */
   recomputeFfn: boolean;
   trainRows: number;
   valRows: number;
@@ -232,17 +232,12 @@ export async function finetune(
     weightDecay: s.weightDecay,
     seed: s.seed,
   };
-  let lora = s.lora;
-  let estimate = estimateLoraMemory(s.base, lora, seq, s.batch);
+  const lora = s.lora;
+  const estimate = estimateLoraMemory(s.base, lora, seq, s.batch);
   const availableBytes = availableMemory();
-  // Recompute the FFN's gate/up in the backward (less memory, ≈ +20 % step time) only when keeping them won't fit.
-  if (lora.recomputeFfn === undefined && estimate.residentBytes > availableBytes) {
-    lora = { ...lora, recomputeFfn: true };
-    estimate = estimateLoraMemory(s.base, lora, seq, s.batch);
-  }
   const plan: FinetunePlan = {
     estimate,
-    recomputeFfn: lora.recomputeFfn === true,
+    recomputeFfn: lora.recomputeFfn !== false,
     trainRows: train.length,
     valRows: val.length,
     seq,
