@@ -1,6 +1,7 @@
 // npm run bench:engine — the ENGINE-NOTES probe: a 1024×1024 f32 matmul through koffi → ggml, forward and
 // forward+backward of sum(A·B) w.r.t. A, with ggml's default backward (OUT_PROD) and with the weight gradient
-// written as a mul_mat on transposed copies. PyTorch (CPU, 2 threads) runs side by side when it is installed.
+// written as a mul_mat on transposed copies — each on ggml alone and with the products on OpenBLAS (src/engine/blas.ts,
+// when installed). PyTorch (CPU, 2 threads) runs side by side when it is installed.
 
 import { execFileSync } from "node:child_process";
 import { Engine, type Context, type Tensor } from "../src/engine/index.js";
@@ -10,16 +11,17 @@ const THREADS = Number(process.env.THREADS ?? 2);
 const REPS = Number(process.env.REPS ?? 7);
 const FLOP = 2 * N ** 3;
 
-const engine = new Engine({ threads: THREADS });
-console.log(`engine: ${engine.describe()}`);
+const engine = new Engine({ threads: THREADS, blas: false });
+const blasEngine = new Engine({ threads: THREADS });
+console.log(`engine: ${blasEngine.describe()}`);
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }
 
-function timeGraph(build: (ctx: Context, a: Tensor, b: Tensor) => { run: () => void }): number {
-  const ctx = engine.context({ memBytes: 256 << 20 });
+function timeGraph(build: (ctx: Context, a: Tensor, b: Tensor) => { run: () => void }, eng = engine): number {
+  const ctx = eng.context({ memBytes: 256 << 20 });
   try {
     const a = ctx.tensor([N, N]);
     const b = ctx.tensor([N, N]);
@@ -70,6 +72,38 @@ const bwdMulMat = timeGraph((ctx, a, b) => {
   return { run: () => g.computeSync(THREADS) };
 });
 
+// The same three on OpenBLAS (null when it is not installed); the weight gradient as Context.outerSum, which reads the
+// transposed operands in place there.
+const withBlas = blasEngine.blas !== null;
+const fwdBlas = withBlas
+  ? timeGraph((ctx, a, b) => {
+      const g = ctx.graph().expand(ctx.mulMat(a, b));
+      return { run: () => g.computeSync(THREADS) };
+    }, blasEngine)
+  : null;
+const bwdDefaultBlas = withBlas
+  ? timeGraph((ctx, a, b) => {
+      ctx.param(a);
+      const loss = ctx.loss(ctx.sum(ctx.mulMat(a, b)));
+      const g = ctx.graph({ grads: true, size: 256 }).expand(loss).backward();
+      return {
+        run: () => {
+          g.reset();
+          g.computeSync(THREADS);
+        },
+      };
+    }, blasEngine)
+  : null;
+const bwdOuterBlas = withBlas
+  ? timeGraph((ctx, a, b) => {
+      const c = ctx.mulMat(a, b);
+      const gC = ctx.tensor([N, N]);
+      gC.view().fill(1);
+      const g = ctx.graph().expand(c).expand(ctx.outerSum(b, gC));
+      return { run: () => g.computeSync(THREADS) };
+    }, blasEngine)
+  : null;
+
 let torch: { fwd: number; bwd: number } | null = null;
 try {
   const out = execFileSync(
@@ -114,15 +148,22 @@ const callUs = ((performance.now() - t0) * 1000) / CALLS;
 callCtx.dispose();
 
 const gf = (ms: number, flop: number): string => (flop / (ms / 1000) / 1e9).toFixed(1);
-const rows: Array<[string, number, number, number | null]> = [
-  ["matmul forward", fwd, FLOP, torch?.fwd ?? null],
-  ["fwd+bwd, ggml default backward (OUT_PROD)", bwdDefault, 2 * FLOP, torch?.bwd ?? null],
-  ["fwd+bwd, weight grad as mul_mat on transposes", bwdMulMat, 2 * FLOP, torch?.bwd ?? null],
+const rows: Array<[string, number | null, number, number | null]> = [
+  ["matmul forward, ggml", fwd, FLOP, torch?.fwd ?? null],
+  ["matmul forward, OpenBLAS", fwdBlas, FLOP, torch?.fwd ?? null],
+  ["fwd+bwd, ggml default backward (OUT_PROD), ggml", bwdDefault, 2 * FLOP, torch?.bwd ?? null],
+  ["fwd+bwd, ggml default backward (OUT_PROD), OpenBLAS", bwdDefaultBlas, 2 * FLOP, torch?.bwd ?? null],
+  ["fwd+bwd, weight grad as mul_mat on transposes, ggml", bwdMulMat, 2 * FLOP, torch?.bwd ?? null],
+  ["fwd+bwd, weight grad as outerSum, OpenBLAS", bwdOuterBlas, 2 * FLOP, torch?.bwd ?? null],
 ];
 console.log(`\n${N}×${N} f32, ${THREADS} threads, median of ${REPS}`);
 console.log("| case | dajian ms | GFLOP/s | PyTorch ms | dajian speed vs PyTorch |");
 console.log("|---|---|---|---|---|");
 for (const [name, ms, flop, t] of rows) {
+  if (ms === null) {
+    console.log(`| ${name} | n/a: OpenBLAS not installed (apt-get install libopenblas0-pthread) | | | |`);
+    continue;
+  }
   const ratio = t === null ? "n/a" : `${(t / ms).toFixed(2)}×`;
   console.log(`| ${name} | ${ms.toFixed(1)} | ${gf(ms, flop)} | ${t === null ? "n/a" : t.toFixed(1)} | ${ratio} |`);
 }

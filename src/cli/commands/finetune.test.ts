@@ -94,6 +94,8 @@ describe("dajian finetune / merge / eval qa / data preview", { timeout: 240_000 
     const r = await dajian([...args, "--out", join(dir, "r.gguf"), "--run", join(dir, "run-r")]);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/pre-flight: .*FFN activations recomputed in the backward/);
+    // …and which kernels the products run on (OpenBLAS or ggml's own, with how to get OpenBLAS).
+    expect(r.err).toMatch(/engine: ggml cpu-\S+ .*f32 products on (OpenBLAS|ggml)/);
     expect(lastJson(r.out).steps).toBe(3);
     const plain = await dajian([
       ...args,

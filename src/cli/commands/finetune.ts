@@ -202,7 +202,7 @@ function registerFinetune(program: Command): void {
         const s = await finetune(engine, runDir, data.samples, settings, {
           progress: bar,
           signal: ctrl.signal,
-          onPlan: (p) => process.stderr.write(planLine(p) + "\n"),
+          onPlan: (p) => process.stderr.write(`${planLine(p)}\nengine: ${engine.describe()}\n`),
         });
         bar.end();
         if (o.json) printJson(s);
