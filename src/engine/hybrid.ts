@@ -14,8 +14,11 @@ export type Step =
   | { kind: "gemm"; node: number; op: string; args: Array<number | bigint> };
 
 /**
- * Products below this many multiply-adds stay in ggml: a window split costs a thread start (~50 µs).
- * DAJIAN_BLAS_MIN_MACS overrides it (tests set 0 to send tiny products to BLAS too).
+ * MUL_MATs below this many multiply-adds stay in ggml: a window split costs a thread start (~50 µs). OUT_PRODs go
+ * to BLAS from 1/64 of it: ggml's OUT_PROD kernel is several times slower than its mul_mat (a rank-8 LoRA step spent
+ * 7 % of its time in ~1 Mi-MAC OUT_PRODs on ggml). Batched (3-D/4-D) products stay in ggml: one BLAS call per slice
+ * from the trainers' async replicas cost more in hand-offs than it saved (attention: 24 slices of 1 Mi MACs).
+ * DAJIAN_BLAS_MIN_MACS overrides the threshold (tests set 0: every eligible product).
  */
 export function minGemmMacs(): number {
   const env = Number(process.env.DAJIAN_BLAS_MIN_MACS);
@@ -74,7 +77,7 @@ export function gemmArgs(
   if (op === "OUT_PROD") {
     const K = a.ne[1];
     if (a.nb[0] !== F || a.ne[0] !== M || b.ne[0] !== N || b.ne[1] !== K) return null;
-    if (M * N * K < minMacs) return null;
+    if (M * N * K < minMacs / 64) return null;
     const lda = Math.max(a.nb[1] / F, M);
     if (b.nb[1] === F)
       return [ROW_MAJOR, NO_TRANS, NO_TRANS, N, M, K, 1, b.data, Math.max(b.nb[0] / F, K), a.data, lda, 0, d.data, M];
