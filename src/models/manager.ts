@@ -25,6 +25,8 @@ export interface ModelManagerOptions {
 export class ModelManager {
   readonly registry: ModelRegistry;
   private readonly loaded = new Map<string, Promise<LoadedModel>>();
+  /** The local models whose load finished, for synchronous counters (localStats). */
+  private readonly ready = new Map<string, LocalChatModel>();
 
   constructor(private readonly o: ModelManagerOptions) {
     this.registry = new ModelRegistry(o.db, o.home, o.env);
@@ -36,7 +38,10 @@ export class ModelManager {
     if (!p) {
       const entry = this.registry.require(name);
       p = openEntry(entry, this.o.remote, load);
-      p.catch(() => this.loaded.delete(name));
+      p.then(
+        (m) => m instanceof LocalChatModel && this.loaded.get(name) === p && this.ready.set(name, m),
+        () => this.loaded.delete(name),
+      );
       this.loaded.set(name, p);
     }
     return p;
@@ -61,12 +66,34 @@ export class ModelManager {
     return m;
   }
 
+  /**
+   * Counters of the loaded local models, summed (for /metrics): how many are loaded, the llama.cpp decode batches
+   * their step batcher dispatched, the sequence-steps those batches carried (÷ batches = mean sequences per batch: how
+   * well parallel requests share a pass over the weights), and the batches that waited for a late sequence.
+   */
+  localStats(): Record<string, number> {
+    const out = {
+      dajian_local_models_loaded: this.ready.size,
+      dajian_llama_decode_batches_total: 0,
+      dajian_llama_batch_sequence_steps_total: 0,
+      dajian_llama_batch_waits_total: 0,
+    };
+    for (const m of this.ready.values()) {
+      const b = m.batching;
+      out.dajian_llama_decode_batches_total += b.batches;
+      out.dajian_llama_batch_sequence_steps_total += b.items;
+      out.dajian_llama_batch_waits_total += b.waits;
+    }
+    return out;
+  }
+
   /** Unload one model (after `models rm`) or all (shutdown). */
   async unload(name?: string): Promise<void> {
     const names = name ? [name] : [...this.loaded.keys()];
     for (const n of names) {
       const p = this.loaded.get(n);
       this.loaded.delete(n);
+      this.ready.delete(n);
       const m = await p?.catch(() => undefined);
       if (m instanceof LocalChatModel) await m.dispose();
     }

@@ -81,6 +81,7 @@ export function modelBackend(manager: ModelManager): ModelBackend {
       return m instanceof LocalChatModel ? m.load : undefined;
     },
     defaultChat: () => manager.chat(),
+    stats: () => manager.localStats(),
     close: () => manager.unload(),
   };
 }

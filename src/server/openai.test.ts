@@ -335,3 +335,26 @@ describe("kb:NAME models", () => {
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);
   });
 });
+
+describe("metrics of the local models", () => {
+  it("/metrics on the ops port counts the llama.cpp decode batches the generations used", async () => {
+    const ops = (await s.server.listenOps({ port: 0 })).url;
+    const read = async (): Promise<Record<string, number>> => {
+      const text = await (await fetch(`${ops}/metrics`)).text();
+      return Object.fromEntries(
+        [...text.matchAll(/^(dajian_(?:local|llama)_\w+) (\d+)$/gm)].map((m) => [m[1], Number(m[2])]),
+      );
+    };
+    const before = await read();
+    const r = await client.chat.completions.create({ model: "tiny", messages: ask, max_tokens: 8, temperature: 0 });
+    expect(r.usage?.completion_tokens).toBeGreaterThan(0);
+    const after = await read();
+    expect(after.dajian_local_models_loaded).toBeGreaterThanOrEqual(1);
+    // one batch per generated token at least (the prompt's batch besides), each carrying this one sequence
+    const batches = after.dajian_llama_decode_batches_total - (before.dajian_llama_decode_batches_total ?? 0);
+    expect(batches).toBeGreaterThanOrEqual(r.usage?.completion_tokens ?? 1);
+    const steps = after.dajian_llama_batch_sequence_steps_total - (before.dajian_llama_batch_sequence_steps_total ?? 0);
+    expect(steps).toBeGreaterThanOrEqual(batches);
+    expect(await (await fetch(`${ops}/metrics`)).text()).toMatch(/# TYPE dajian_llama_decode_batches_total counter/);
+  });
+});

@@ -33,7 +33,10 @@ export class ServerMetrics {
       `process_resident_memory_bytes ${mem.rss}`,
       "# TYPE nodejs_heap_used_bytes gauge",
       `nodejs_heap_used_bytes ${mem.heapUsed}`,
-      ...Object.entries(extra).flatMap(([k, v]) => [`# TYPE ${k} gauge`, `${k} ${v}`]),
+      ...Object.entries(extra).flatMap(([k, v]) => [
+        `# TYPE ${k} ${k.endsWith("_total") ? "counter" : "gauge"}`,
+        `${k} ${v}`,
+      ]),
     ];
     return lines.join("\n") + "\n";
   }

@@ -222,7 +222,7 @@ export async function createServer(opts: ServerOptions): Promise<DajianServer> {
       ops = await startOpsListener(
         o.host ?? "127.0.0.1",
         o.port,
-        () => metrics.text(),
+        () => metrics.text(services.models.stats?.() ?? {}),
         () => !closed,
       );
       return { url: ops.url };

@@ -67,6 +67,8 @@ export interface ModelBackend {
   load(id: string): Promise<{ running: number; queued: number; slots: number; maxQueue: number } | undefined>;
   /** The model `kb:` answers use; undefined = extractive mode. */
   defaultChat(): Promise<ChatModel | undefined>;
+  /** Counters and gauges for /metrics (names ending in _total are counters). */
+  stats?(): Record<string, number>;
   close(): Promise<void>;
 }
 
