@@ -3,7 +3,7 @@
 
 import { freemem, totalmem } from "node:os";
 import { DajianError } from "../../core/errors.js";
-import { GgufReader } from "../../gguf/index.js";
+import { GgmlType, GgufReader } from "../../gguf/index.js";
 import type { LlamaConfig } from "../llama-gguf.js";
 import { inspectBase } from "./base.js";
 import { BASE_T_BLOCKS } from "./lora-graph.js";
@@ -33,13 +33,17 @@ const DIMS: Record<string, (c: LlamaConfig) => [number, number]> = {
   down: (c) => [c.ffn, c.dim],
 };
 
-/** `replicas`: graph copies the trainer runs side by side (each with its own gradient accumulators and inputs). */
+/**
+ * `replicas`: graph copies the trainer runs side by side (each with its own gradient accumulators and inputs);
+ * `blas`: the engine runs products on OpenBLAS (Engine.blas), which reads F32 base matrices transposed in place.
+ */
 export function estimateLoraMemory(
   basePath: string,
   lora: LoraOptions,
   T: number,
   B: number,
   replicas = 1,
+  blas = false,
 ): LoraEstimate {
   let info;
   {
@@ -57,23 +61,28 @@ export function estimateLoraMemory(
   }
   const N = T * B;
   const dropBytes = lora.dropout > 0 ? N * (3 * c.dim + c.ffn) * 4 : 0;
-  // Persistent: base, A/B + one gradient set + 2 AdamW moments, one-hot targets, dropout masks, metadata. (The
-  // other replicas' gradients live in their graph buffers: counted with the activations below.)
-  const fixed = loraParams * 16 + (c.vocabSize + 2) * N * 4 + dropBytes + (16 << 20);
-  const matParams = info.tensors.filter((t) => t.dims.length === 2).reduce((a, t) => a + t.dims[0] * t.dims[1], 0);
+  // Persistent: base, A/B + one gradient set + 2 AdamW moments, target indices and row mask, dropout masks, metadata.
+  // (The other replicas' gradients live in their graph buffers: counted with the activations below.)
+  const fixed = loraParams * 16 + 2 * N * 4 + dropBytes + (16 << 20);
+  const matrices = info.tensors.filter((t) => t.dims.length === 2);
+  const matParams = matrices.reduce((a, t) => a + t.dims[0] * t.dims[1], 0);
   const storedT = lora.baseTranspose === "f32" ? 4 : lora.baseTranspose === "f16" ? 2 : 0;
   const arenaBytes = Math.ceil(baseBytes + fixed + matParams * storedT);
   // The training graphs' ggml-alloc buffers: what the backward reads from each layer (residual streams x and x1, K
   // and V, A·x; the SwiGLU inputs too unless recomputed), at the widest point one layer's attention probabilities and
-  // their gradient and a few FFN-wide transients, the logits, one block of a transposed base matrix (baseTChunks),
-  // and the extra replicas' gradient outputs. Measured: d_model 768, 4 layers, FFN 2048, rank 64, 2 × 256 tokens →
-  // 21.3 + 26.9 MiB with recomputeFfn (this gives 65 MiB), 33.3 + 36.4 MiB without (this gives 97 MiB).
+  // their gradient and a few FFN-wide transients, the logits (whose softmax and gradient overwrite them in place) and
+  // the evaluation graph's, one block of a dequantized base matrix and its transposed copy (baseTChunks; none for an
+  // F32 base on OpenBLAS, which reads it transposed in place), and the extra replicas' gradient outputs. Measured:
+  // d_model 768, 4 layers, FFN 2048, rank 64, 2 × 256 tokens → 21.3 + 26.9 MiB with recomputeFfn (this gives 66 MiB
+  // on OpenBLAS, 70 without), 33.3 + 36.4 MiB without (98 / 102 MiB); vocabulary 32k, d_model 256, 2 layers, rank 8,
+  // 4 × 128 tokens → 131 MiB with evaluation's (this gives 136 MiB; large-vocab.test.ts checks the bound).
   const kvDim = (c.dim / c.heads) * c.kvHeads;
-  const kept = 2 * c.dim + 2 * kvDim + (lora.recomputeFfn ? 0 : 2 * c.ffn);
-  const perTok = c.layers * kept + 2 * c.heads * T + 3 * c.ffn + loraPerTok + 3 * c.vocabSize;
-  const widest = Math.max(...info.tensors.map((t) => t.dims.reduce((a, b) => a * b, 1)));
+  const kept = 2 * c.dim + 2 * kvDim + (lora.recomputeFfn === false ? 2 * c.ffn : 0);
+  const perTok = c.layers * kept + 2 * c.heads * T + 3 * c.ffn + loraPerTok + 2 * c.vocabSize;
+  const widest = Math.max(...matrices.map((t) => t.dims[0] * t.dims[1]));
+  const blocks = blas && matrices.every((t) => t.type === GgmlType.F32) ? 0 : 2;
   const block = Math.max(1 << 18, widest / BASE_T_BLOCKS);
-  const actBytes = (N * perTok + 2 * block * replicas + loraParams * (replicas - 1)) * 4;
+  const actBytes = (N * perTok + blocks * block * replicas + loraParams * (replicas - 1)) * 4;
   const residentBytes = Math.ceil(arenaBytes + actBytes * 1.25);
   const attn = c.layers * c.heads * T * T * (c.dim / c.heads) * 4 * B;
   const flopsPerMicroBatch = 4 * matParams * N + 3 * attn + 6 * loraParams * N;

@@ -12,7 +12,9 @@
 //     for good; bench:lora measures the trade-off, docs/arch/lora.md reports it);
 //   • architectures: RoPE in the base's mode (NeoX for qwen2) and scaling (linear, llama3 frequency factors), in the
 //     forward and the backward; frozen q/k/v biases added;
-//   • the loss is masked: untrained rows get logits·0 and uniform targets (see trainer.ts).
+//   • the loss is masked and one-hot free (as llama-backward.ts): the target probabilities are gathered by index from
+//     the softmax, untrained rows count log 1 = 0, and the gradient p − onehot is written in place in the softmax
+//     and its untrained columns zeroed — no [vocab, tokens] tensor besides the logits and their softmax.
 
 import { DajianError } from "../../core/errors.js";
 import { GgmlType } from "../../gguf/index.js";
@@ -35,15 +37,17 @@ export interface LoraPair {
 export interface LoraInputs {
   /** i32 [T·B]. */
   tokens: Tensor;
-  /** f32 [vocab, T·B]: one-hot next token on trained rows, uniform elsewhere. */
-  targets: Tensor;
-  /** f32 [1, T·B]: 1 on trained rows. */
+  /** i32 [T·B]: where each row's next token sits in the flattened logits, n·vocab + id (any id on untrained rows). */
+  targetIdx: Tensor;
+  /** f32 [1, T·B]: 1 on trained rows, 0 elsewhere. */
   rowMask: Tensor;
+  /** f32 [1] = 1. */
+  one: Tensor;
   /** i32 [T]: 0..T-1. */
   pos: Tensor;
   /** f32 [T, T] causal mask. */
   mask: Tensor;
-  /** f32 [1]: d(loss)/d(raw mean loss), so the step's loss is a mean over its trained tokens. */
+  /** f32 [1]: d(loss)/d(raw loss) = 1 / the step's trained tokens, the raw loss being this graph's sum over its own. */
   lossScale: Tensor;
   /** i32 [count] = start..start+count-1 by `${start}:${count}` (baseTChunks), for get_rows of a block of base rows. */
   rowIds: Map<string, Tensor>;
@@ -57,6 +61,11 @@ export interface LoraGraphOptions {
   scale: number;
   /** Build the backward pass (false: forward + loss only, for evaluation and logits). */
   backward: boolean;
+  /**
+   * Forward only: keep the logits as a graph output (for LoraTrainer.forwardLogits). Otherwise the loss's softmax may
+   * overwrite them in place, so a graph holds one [vocab, tokens] tensor, not two.
+   */
+  keepLogits?: boolean;
   /** Apply the dropout masks in `io.dropout`. */
   dropout: boolean;
   threads?: number;
@@ -104,7 +113,10 @@ export function dropoutKind(name: string): string {
   return "down";
 }
 
-/** Build forward (+ backward) in `ctx` (noAlloc). Returns the raw loss, the logits and the nodes to expand. */
+/**
+ * Build forward (+ backward) in `ctx` (noAlloc). Returns the raw loss (summed over the trained rows), the logits and
+ * the nodes to expand.
+ */
 export function buildLoraTrainGraph(
   ctx: Context,
   w: LlamaWeights,
@@ -276,12 +288,24 @@ export function buildLoraTrainGraph(
   const xf = x;
   const outName = c.tiedEmbeddings ? "token_embd.weight" : "output.weight";
   const logits = ctx.mulMat(W(outName), norm(xf, "output_norm.weight")); // [vocab, N]
-  const masked = ctx.mul(logits, io.rowMask);
-  const loss = ctx.output(ctx.crossEntropyLoss(masked, io.targets));
-  if (!opts.backward) return { loss, logits: ctx.output(logits), nodes: [loss, logits], gradOut };
+  // loss = Σ_trained −log p[y]: log(p[y]·m + (1 − m)) is log p[y] on trained rows and log 1 = 0 on the others,
+  // whatever their (unmasked, finite or underflowed) p[y].
+  const V = c.vocabSize;
+  const probs = ctx.reshape(ctx.softMax(logits), [1, V * N]);
+  const pY = ctx.getRows(probs, io.targetIdx); // [1, N]
+  const notTrained = ctx.scale(ctx.sub(io.rowMask, io.one), -1);
+  const loss = ctx.output(ctx.scale(ctx.sum(ctx.log(ctx.add(ctx.mul(pY, io.rowMask), notTrained))), -1));
+  if (!opts.backward) {
+    return opts.keepLogits
+      ? { loss, logits: ctx.output(logits), nodes: [loss, logits], gradOut }
+      : { loss, logits, nodes: [loss], gradOut };
+  }
 
   // ---- backward (activations only; gradients reach A and B) -------------------------------------------------------
-  const dLogits = ctx.mul(ctx.crossEntropyLossBack(io.lossScale, masked, io.targets), io.rowMask);
+  // d loss/d logits = (p − onehot)·m·lossScale, written over the softmax in place: p[y] − 1 set at the targets, then
+  // each column scaled by its row weight (0 for untrained rows).
+  const onehotOff = ctx.reshape(ctx.setRows(probs, ctx.sub(pY, io.one), io.targetIdx), [V, N]);
+  const dLogits = ctx.mulInPlace(onehotOff, ctx.mul(io.rowMask, io.lossScale));
   let dx = normBack(xf, "output_norm.weight", linearBack(outName, () => xf, dLogits) as Tensor);
   for (let l = c.layers - 1; l >= 0; l--) {
     const p = `blk.${l}.`;

@@ -233,7 +233,7 @@ export async function finetune(
     seed: s.seed,
   };
   const lora = s.lora;
-  const estimate = estimateLoraMemory(s.base, lora, seq, s.batch);
+  const estimate = estimateLoraMemory(s.base, lora, seq, s.batch, 1, engine.blas !== null);
   const availableBytes = availableMemory();
   const plan: FinetunePlan = {
     estimate,

@@ -43,6 +43,18 @@ export function softmaxOf(l: ArrayLike<number>): Float64Array {
   return e.map((x) => x / z);
 }
 
+/** Mean next-token cross-entropy over the trained positions of `r`, from logits [position][vocab] (in f64). */
+export function maskedLossFromLogits(logits: ArrayLike<number>[], r: SftRow): { loss: number; tokens: number } {
+  let sum = 0;
+  let n = 0;
+  for (let t = 1; t < r.ids.length; t++) {
+    if (!r.mask[t]) continue;
+    sum -= Math.log(softmaxOf(logits[t - 1])[r.ids[t]]);
+    n++;
+  }
+  return { loss: sum / n, tokens: n };
+}
+
 /**
  * dajian's probabilities (base + the trainer's current adapter) against llama.cpp's with `adapter` on `basePath`
  * (or `merged` alone): the largest difference, and how far the adapter moves llama.cpp from the plain base.

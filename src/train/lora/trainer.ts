@@ -1,6 +1,6 @@
 // LoRA on a frozen GGUF base: the base weights stay in their stored type in one ggml context (with A/B, their
 // gradients, AdamW moments and the inputs); forward + hand-written backward (lora-graph.ts) live in a noAlloc context
-// whose activations share one ggml-alloc buffer, a second, forward-only graph serves evaluation and logits.
+// whose activations share one ggml-alloc buffer; forward-only graphs serve evaluation and (replica 0) logits.
 // Loss, accumulation, clipping, AdamW and the schedule follow the full trainer (trainer.ts); the loss is masked so
 // only the tokens an example marks as trained (assistant replies + EOS) count.
 
@@ -64,8 +64,9 @@ export interface LoraOptions {
   targets: LoraTarget[];
   baseTranspose?: BaseTranspose;
   /**
-   * Recompute the gate/up projections in the backward rather than keep them (lora-graph.ts): less memory, ≈ +20 %
-   * step time. Default false; finetune (run.ts) turns it on when the run would not fit otherwise.
+   * Recompute the gate/up projections in the backward rather than keep them (lora-graph.ts): about a sixth less
+   * memory at rank 64 for ≈ +20 % step time. Default true — memory first, as gradient checkpointing is on by default
+   * in LLaMA-Factory and Unsloth (out-of-memory is their users' first complaint); false keeps them (faster).
    */
   recomputeFfn?: boolean;
 }
@@ -93,12 +94,13 @@ interface Replica {
   grads: Tensor[];
   ctxs: Context[];
   gTrain: Graph;
-  /** Forward-only graph; its buffer is planned on first use (see LoraTrainer.computeBytes). */
+  /** Forward + loss graph; its buffer is planned on first use (see LoraTrainer.computeBytes). */
   gEval: Graph;
-  evalAllocated: boolean;
+  /** Forward graph that keeps the logits (replica 0 only, for forwardLogits); planned on first use too. */
+  gLogits?: Graph;
   rawLoss: Tensor;
   evalLoss: Tensor;
-  logits: Tensor;
+  logits?: Tensor;
 }
 
 export class LoraTrainer {
@@ -113,7 +115,10 @@ export class LoraTrainer {
    * hold them.
    */
   get computeBytes(): number {
-    return this.reps.reduce((a, r) => a + r.gTrain.bufferBytes + r.gEval.bufferBytes, 0);
+    return this.reps.reduce(
+      (a, r) => a + r.gTrain.bufferBytes + r.gEval.bufferBytes + (r.gLogits?.bufferBytes ?? 0),
+      0,
+    );
   }
   /**
    * Graph copies that run side by side, one thread each, on equal slices of each micro-batch (as the full trainer
@@ -129,6 +134,8 @@ export class LoraTrainer {
   private readonly grads: Tensor[];
   private readonly moments: Array<[Tensor, Tensor]>;
   private readonly reps: Replica[] = [];
+  /** Graphs whose buffers are planned (the forward-only ones are, on first use). */
+  private readonly planned = new Set<Graph>();
   private readonly gOpt: Graph;
   private readonly adamHyper: Tensor;
   private readonly V: number;
@@ -147,7 +154,11 @@ export class LoraTrainer {
     this.replicas = R;
     const per = B / R;
     const N = T * per;
-    const est = estimateLoraMemory(basePath, lora, T, B, R);
+    const est = estimateLoraMemory(basePath, lora, T, B, R, engine.blas !== null);
+    // The loss gathers targets by i32 index into a replica's flattened [vocab, T·B/R] logits.
+    if (est.config.vocabSize * N >= 2 ** 31) {
+      throw new DajianError("too_large", "vocab × seq × batch ≥ 2³¹ logits", "lower --max-len or --batch");
+    }
     this.ctx = engine.context({ memBytes: est.arenaBytes });
     try {
       this.base = loadFrozenBase(this.ctx, basePath);
@@ -192,6 +203,7 @@ export class LoraTrainer {
     const pos = this.ctx.tensor([T], GgmlType.I32).set(Array.from({ length: T }, (_, i) => i));
     const mask = this.ctx.tensor([T, T]).set(causal);
     const scale = lora.alpha / lora.rank;
+    const one = this.ctx.tensor([1]).name("one").set([1]);
     // Nodes: ~360 per layer, plus 6 per extra block of a transposed base matrix (baseTChunks).
     const graphSize = 1024 + c.layers * (512 + 7 * 6 * BASE_T_BLOCKS);
     for (let r = 0; r < R; r++) {
@@ -209,8 +221,9 @@ export class LoraTrainer {
       }
       const io: LoraInputs = {
         tokens: this.ctx.tensor([N], GgmlType.I32).name("tokens"),
-        targets: this.ctx.tensor([this.V, N]).name("targets"),
+        targetIdx: this.ctx.tensor([N], GgmlType.I32).name("target_idx"),
         rowMask: this.ctx.tensor([1, N]).name("row_mask"),
+        one,
         pos,
         mask,
         lossScale: this.ctx.tensor([1]).name("loss_scale"),
@@ -219,7 +232,7 @@ export class LoraTrainer {
         baseT: storedT,
       };
       const ctxs: Context[] = [];
-      const build = (backward: boolean, allocate: boolean) => {
+      const build = (backward: boolean, allocate: boolean, keepLogits = false) => {
         const ctx = engine.context({ memBytes: 32 << 20, noAlloc: true, uses: [this.ctx] });
         ctxs.push(ctx);
         const built = buildLoraTrainGraph(ctx, this.base.weights, pairs, io, T, per, {
@@ -229,16 +242,21 @@ export class LoraTrainer {
           threads: R > 1 ? 1 : engine.threads,
           ropeMode: this.base.ropeMode,
           ropeFreqScale: this.base.ropeFreqScale,
-          recomputeFfn: lora.recomputeFfn,
+          recomputeFfn: lora.recomputeFfn ?? true,
           gradOutputs: backward && r > 0,
+          keepLogits,
         });
         const graph = ctx.graph({ size: graphSize });
         for (const n of built.nodes) graph.expand(n);
-        if (allocate) graph.allocate();
+        if (allocate) {
+          graph.allocate();
+          this.planned.add(graph);
+        }
         return { graph, loss: built.loss, logits: built.logits, gradOut: built.gradOut };
       };
       const tr = build(true, true);
       const ev = build(false, false);
+      const lg = r === 0 ? build(false, false, true) : undefined;
       if (r > 0) grads = this.pairs.flatMap((p) => [tr.gradOut.get(p.name)?.a, tr.gradOut.get(p.name)?.b] as Tensor[]);
       this.reps.push({
         io,
@@ -247,10 +265,10 @@ export class LoraTrainer {
         ctxs,
         gTrain: tr.graph,
         gEval: ev.graph,
-        evalAllocated: false,
+        gLogits: lg?.graph,
         rawLoss: tr.loss,
         evalLoss: ev.loss,
-        logits: ev.logits,
+        logits: lg?.logits,
       });
     }
     this.grads = this.reps[0].grads;
@@ -295,7 +313,6 @@ export class LoraTrainer {
     return ggmlTypeName(this.base.types.get(this.pairs[0].name) ?? GgmlType.F32);
   }
 
-  /** Fill inputs for B rows; returns how many predictions are trained. `dropSeed` null = no dropout (evaluation). */
   /**
    * Fill the replicas' inputs from ≤ batch rows (replica r takes rows [r·per, (r+1)·per)); returns how many predictions
    * each replica trains. `dropSeed` null = no dropout (evaluation).
@@ -310,9 +327,9 @@ export class LoraTrainer {
     let seed = dropSeed;
     return this.reps.map((rep, r) => {
       const ids = new Int32Array(T * per);
-      const tv = rep.io.targets.view();
+      // Untrained rows point at token 0 of their own logits: gathered, then weighted 0 (lora-graph.ts).
+      const at = Int32Array.from({ length: T * per }, (_, i) => i * this.V);
       const mv = rep.io.rowMask.view();
-      tv.fill(1 / this.V);
       mv.fill(0);
       let n = 0;
       rows.slice(r * per, (r + 1) * per).forEach((row, b) => {
@@ -331,14 +348,14 @@ export class LoraTrainer {
           if (t < T) ids[b * T + t] = id;
           if (t > 0 && row.mask[t]) {
             const i = b * T + t - 1;
-            tv.fill(0, i * this.V, (i + 1) * this.V);
-            tv[i * this.V + id] = 1;
+            at[i] += id;
             mv[i] = 1;
             n++;
           }
         }
       });
       rep.io.tokens.set(ids);
+      rep.io.targetIdx.set(at);
       for (const m of rep.io.dropout.values()) {
         const v = m.view();
         if (seed === null) v.fill(1);
@@ -352,27 +369,20 @@ export class LoraTrainer {
     });
   }
 
-  /** Rows (positions) of one replica's graph. */
-  private get repRows(): number {
-    return (this.hyper.seq * this.hyper.batch) / this.replicas;
-  }
-
-  /** Loss summed over the trained tokens of one replica, from its raw CE (which counts untrained rows at log V). */
+  /** Loss summed over the trained tokens of one replica (its graph's raw loss; 0 when it had none and did not run). */
   private tokenLossSum(n: number, raw: Tensor): number {
-    const rows = this.repRows;
-    return n ? raw.get()[0] * rows - (rows - n) * Math.log(this.V) : 0;
+    return n ? raw.get()[0] : 0;
   }
 
   /** Run the replicas that have work side by side (one thread each when there are several). */
-  private async run(which: "gTrain" | "gEval", active: boolean[]): Promise<void> {
+  private async run(which: "gTrain" | "gEval" | "gLogits", active: boolean[]): Promise<void> {
     const threads = this.replicas > 1 ? 1 : this.engine.threads;
-    if (which === "gEval") {
-      for (const rep of this.reps.filter((r, i) => active[i] && !r.evalAllocated)) {
-        rep.gEval.allocate();
-        rep.evalAllocated = true;
-      }
+    const graphs = this.reps.filter((_, r) => active[r]).map((rep) => rep[which] as Graph);
+    for (const g of graphs.filter((x) => !this.planned.has(x))) {
+      g.allocate();
+      this.planned.add(g);
     }
-    await Promise.all(this.reps.filter((_, r) => active[r]).map((rep) => rep[which].compute(threads)));
+    await Promise.all(graphs.map((g) => g.compute(threads)));
   }
 
   /** Loss summed over trained tokens of up to `batch` rows, without touching the adapter. */
@@ -391,8 +401,8 @@ export class LoraTrainer {
   private async backward(rows: SftRow[], dropSeed: number | null, total: number | null): Promise<[number, number]> {
     const ns = this.load(rows, dropSeed);
     const n = ns.reduce((a, b) => a + b, 0);
-    // d(loss)/d(rawLoss) = rows/total: each trained token weighs 1/total across the whole step.
-    for (const rep of this.reps) rep.io.lossScale.set([this.repRows / (total ?? n)]);
+    // d(loss)/d(rawLoss) = 1/total: each trained token weighs 1/total across the whole step.
+    for (const rep of this.reps) rep.io.lossScale.set([1 / (total ?? n)]);
     await this.run(
       "gTrain",
       ns.map((x) => x > 0),
@@ -437,10 +447,10 @@ export class LoraTrainer {
   async forwardLogits(ids: number[]): Promise<Float32Array[]> {
     this.load([{ ids, mask: ids.map(() => 0) }], null);
     await this.run(
-      "gEval",
+      "gLogits",
       this.reps.map((_, r) => r === 0),
     );
-    const all = this.reps[0].logits.get();
+    const all = (this.reps[0].logits as Tensor).get();
     return ids.slice(0, this.hyper.seq).map((_, t) => all.slice(t * this.V, (t + 1) * this.V));
   }
 
