@@ -5,11 +5,12 @@
 //   • the base stays frozen in its stored type: no weight or norm gradients, and no gradient below the first layer;
 //   • each adapted projection is y = W x + s·B(A x̃) (x̃ = dropout(x)) with dx = Wᵀ dy + s·mask⊙Aᵀ(Bᵀ dy),
 //     dB = s·dy (A x̃)ᵀ, dA = s·(Bᵀ dy) x̃ᵀ — every product a mul_mat;
-//   • Wᵀ dy needs W with the output dimension innermost. ggml cannot copy a transposed view of a block-quantized
-//     tensor, so F16 and quantized bases are first dequantized (get_rows, which decodes every type) and transposed,
-//     F32 ones viewed directly — inside the graph and one block of rows at a time (baseTChunks), so only a block's
-//     copy is alive and ggml-alloc reuses its memory (a stored transposed copy would cost 2–4 bytes per base weight
-//     for good; bench:lora measures the trade-off, docs/arch/lora.md reports it);
+//   • Wᵀ dy: with OpenBLAS (ctx.blas) an F32 base is read transposed in place (Context.mulMatT), and blocks of
+//     dequantized rows of other types likewise. Without it ggml needs W with the output dimension innermost and
+//     cannot copy a transposed view of a block-quantized tensor, so F16 and quantized bases are first dequantized
+//     (get_rows, which decodes every type) and transposed, F32 ones viewed directly — inside the graph and one block
+//     of rows at a time (baseTChunks), so only a block's copy is alive and ggml-alloc reuses its memory (a stored
+//     transposed copy would cost 2–4 bytes per base weight for good: LoraOptions.baseTranspose);
 //   • architectures: RoPE in the base's mode (NeoX for qwen2) and scaling (linear, llama3 frequency factors), in the
 //     forward and the backward; frozen q/k/v biases added;
 //   • the loss is masked and one-hot free (as llama-backward.ts): the target probabilities are gathered by index from
