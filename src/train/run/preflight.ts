@@ -9,6 +9,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { freemem } from "node:os";
 import { DajianError } from "../../core/errors.js";
+import { loadBlas } from "../../engine/blas.js";
 import { RUNTIME_OVERHEAD, formatBytes } from "../../models/memory.js";
 import type { LlamaConfig } from "../llama-gguf.js";
 import { trainerArenaBytes, trainerReplicas } from "../trainer.js";
@@ -33,15 +34,20 @@ export const NOMINAL_GFLOPS_PER_THREAD = 10;
 
 export function estimateTraining(
   c: LlamaConfig,
-  run: { seq: number; batch: number; accum: number; threads: number },
+  run: { seq: number; batch: number; accum: number; threads: number; blas?: boolean },
 ): TrainingEstimate {
   const { seq: T, batch: B } = run;
   const N = T * B;
   const params = countParams(c);
   const persistentBytes = trainerArenaBytes(c, T, B, trainerReplicas(run.threads, B));
   const L = c.layers;
-  // Floats per token: logits and their softmax/gradient/transpose, per-layer activations kept for the backward.
-  const perToken = 2.75 * c.vocabSize + 14.8 * L * c.dim + 2.7 * L * c.ffn + 0.62 * L * c.heads * T;
+  // Floats per token: logits and their softmax/gradient(/transpose), per-layer activations kept for the backward.
+  // With OpenBLAS (the default engine's, unless `blas` says otherwise) the backward reads transposed operands in
+  // place, so the transposed copies of activations, gradients and the logits' gradient are not in the buffer.
+  const blas = run.blas ?? loadBlas() !== null;
+  const perToken = blas
+    ? 1.52 * c.vocabSize + 12.5 * L * c.dim + 3.06 * L * c.ffn + 0.74 * L * c.heads * T
+    : 2.75 * c.vocabSize + 14.8 * L * c.dim + 2.7 * L * c.ffn + 0.62 * L * c.heads * T;
   const activationBytes = Math.ceil(4 * N * perToken);
   // Node + ggml/llama libraries, tokenizer training, data buffers: measured RSS minus the arena and activations of the
   // tiny and small presets (`dajian train`: tiny 248 MiB, small 601–634 MiB against estimates of 245 and 656 MiB).

@@ -47,15 +47,18 @@ describe("presets", () => {
 });
 
 describe("pre-flight", () => {
-  it("estimates the trainer's real allocations within 15 % (and errs on the safe side)", () => {
-    for (const [V, L, D, H, KV, F, T, B] of [
-      [512, 2, 64, 4, 2, 128, 32, 4],
-      [1024, 3, 96, 4, 4, 256, 64, 2],
-      [2048, 2, 128, 4, 2, 384, 128, 4],
+  it("estimates the trainer's real allocations within 15 % (and errs on the safe side), with and without OpenBLAS", () => {
+    for (const [V, L, D, H, KV, F, T, B, blas] of [
+      [512, 2, 64, 4, 2, 128, 32, 4, 1],
+      [1024, 3, 96, 4, 4, 256, 64, 2, 1],
+      [2048, 2, 128, 4, 2, 384, 128, 4, 1],
+      [512, 2, 64, 4, 2, 128, 32, 4, 0],
+      [2048, 2, 128, 4, 2, 384, 128, 4, 0],
     ]) {
       const c = llamaConfig({ vocab: V, layers: L, dim: D, heads: H, kvHeads: KV, ffn: F, seq: T, batch: B }, V);
-      const est = estimateTraining(c, { seq: T, batch: B, accum: 1, threads: 1 });
-      using tr = new LlamaTrainer(engine, c, { seq: T, batch: B, lr: 1e-3, totalSteps: 1 });
+      const eng = new Engine({ threads: 1, blas: blas === 1 });
+      const est = estimateTraining(c, { seq: T, batch: B, accum: 1, threads: 1, blas: eng.blas !== null });
+      using tr = new LlamaTrainer(eng, c, { seq: T, batch: B, lr: 1e-3, totalSteps: 1 });
       const real = tr.ctx.memBytes + tr.computeBytes;
       const ours = est.persistentBytes + est.activationBytes;
       expect(ours / real, `shape ${[V, L, D, H, KV, F, T, B]}`).toBeGreaterThan(0.98);

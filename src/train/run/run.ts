@@ -316,7 +316,13 @@ async function execute(
   let detachSignals = (): void => {};
   try {
     // The trainer knows its exact allocations now; its activation buffer is reserved but not yet touched.
-    const est = estimateTraining(config, { seq: T, batch: B, accum: s.accum, threads: s.threads });
+    const est = estimateTraining(config, {
+      seq: T,
+      batch: B,
+      accum: s.accum,
+      threads: s.threads,
+      blas: engine.blas !== null,
+    });
     const exact = { ...est, persistentBytes: tr.ctx.memBytes, activationBytes: tr.computeBytes };
     exact.totalBytes = exact.persistentBytes + exact.activationBytes + exact.runtimeBytes;
     log(`engine: ${engine.describe()}; allocated training memory ${(exact.totalBytes / 2 ** 20).toFixed(0)} MiB`);
