@@ -45,12 +45,12 @@ function timeGraph(build: (ctx: Context, a: Tensor, b: Tensor) => { run: () => v
   }
 }
 
-const fwd = timeGraph((ctx, a, b) => {
+type Build = (ctx: Context, a: Tensor, b: Tensor) => { run: () => void };
+const forward: Build = (ctx, a, b) => {
   const g = ctx.graph().expand(ctx.mulMat(a, b));
   return { run: () => g.computeSync(THREADS) };
-});
-
-const bwdDefault = timeGraph((ctx, a, b) => {
+};
+const autogradBackward: Build = (ctx, a, b) => {
   ctx.param(a);
   const loss = ctx.loss(ctx.sum(ctx.mulMat(a, b)));
   const g = ctx.graph({ grads: true, size: 256 }).expand(loss).backward();
@@ -60,49 +60,25 @@ const bwdDefault = timeGraph((ctx, a, b) => {
       g.computeSync(THREADS);
     },
   };
-});
-
-// Hand-written backward: dA = mul_mat(cont(Bᵀ), cont(Gᵀ)) with G = dL/dC (ones here, but computed as a tensor).
-const bwdMulMat = timeGraph((ctx, a, b) => {
+};
+// Hand-written backward: dA = Σ B·Gᵀ with G = dL/dC (ones here, but computed as a tensor), as Context.outerSum: on
+// ggml alone mul_mat(cont(Bᵀ), cont(Gᵀ)); on OpenBLAS an OUT_PROD that reads the transposes in place.
+const handBackward: Build = (ctx, a, b) => {
   const c = ctx.mulMat(a, b);
   const gC = ctx.tensor([N, N]);
   gC.view().fill(1);
-  const dA = ctx.mulMat(ctx.cont(ctx.transpose(b)), ctx.cont(ctx.transpose(gC)));
-  const g = ctx.graph().expand(c).expand(dA);
+  const g = ctx.graph().expand(c).expand(ctx.outerSum(b, gC));
   return { run: () => g.computeSync(THREADS) };
-});
+};
 
-// The same three on OpenBLAS (null when it is not installed); the weight gradient as Context.outerSum, which reads the
-// transposed operands in place there.
+const fwd = timeGraph(forward);
+const bwdDefault = timeGraph(autogradBackward);
+const bwdMulMat = timeGraph(handBackward);
+// The same three on OpenBLAS (null when it is not installed).
 const withBlas = blasEngine.blas !== null;
-const fwdBlas = withBlas
-  ? timeGraph((ctx, a, b) => {
-      const g = ctx.graph().expand(ctx.mulMat(a, b));
-      return { run: () => g.computeSync(THREADS) };
-    }, blasEngine)
-  : null;
-const bwdDefaultBlas = withBlas
-  ? timeGraph((ctx, a, b) => {
-      ctx.param(a);
-      const loss = ctx.loss(ctx.sum(ctx.mulMat(a, b)));
-      const g = ctx.graph({ grads: true, size: 256 }).expand(loss).backward();
-      return {
-        run: () => {
-          g.reset();
-          g.computeSync(THREADS);
-        },
-      };
-    }, blasEngine)
-  : null;
-const bwdOuterBlas = withBlas
-  ? timeGraph((ctx, a, b) => {
-      const c = ctx.mulMat(a, b);
-      const gC = ctx.tensor([N, N]);
-      gC.view().fill(1);
-      const g = ctx.graph().expand(c).expand(ctx.outerSum(b, gC));
-      return { run: () => g.computeSync(THREADS) };
-    }, blasEngine)
-  : null;
+const fwdBlas = withBlas ? timeGraph(forward, blasEngine) : null;
+const bwdDefaultBlas = withBlas ? timeGraph(autogradBackward, blasEngine) : null;
+const bwdOuterBlas = withBlas ? timeGraph(handBackward, blasEngine) : null;
 
 let torch: { fwd: number; bwd: number } | null = null;
 try {

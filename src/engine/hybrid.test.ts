@@ -58,33 +58,34 @@ function expectClose(a: Float32Array, b: Float32Array): void {
 describe.skipIf(!have)("OpenBLAS products in ggml graphs", () => {
   it("mul_mat, a transposed operand (mulMatT) and a summed outer product (outerSum) match ggml alone", async () => {
     // [K, M] × [K, N]; x [M, K] · y [K, N]; a [M, K], b [N, K]: each ≥ 2 Mi multiply-adds, so BLAS takes it.
-    const [mm, mmRef, n1] = await both(
+    const cases: Array<[number[][], (ctx: Context, xs: Tensor[]) => Tensor]> = [
       [
-        [160, 144],
-        [160, 130],
+        [
+          [160, 144],
+          [160, 130],
+        ],
+        (ctx, [a, b]) => ctx.mulMat(a, b),
       ],
-      (ctx, [a, b]) => ctx.mulMat(a, b),
-    );
-    expect(n1).toBe(1);
-    expectClose(mm, mmRef);
-    const [mt, mtRef, n2] = await both(
       [
-        [144, 160],
-        [160, 130],
+        [
+          [144, 160],
+          [160, 130],
+        ],
+        (ctx, [x, y]) => ctx.mulMatT(x, y),
       ],
-      (ctx, [x, y]) => ctx.mulMatT(x, y),
-    );
-    expect(n2).toBe(1);
-    expectClose(mt, mtRef);
-    const [os, osRef, n3] = await both(
       [
-        [144, 160],
-        [130, 160],
+        [
+          [144, 160],
+          [130, 160],
+        ],
+        (ctx, [a, b]) => ctx.outerSum(a, b),
       ],
-      (ctx, [a, b]) => ctx.outerSum(a, b),
-    );
-    expect(n3).toBe(1);
-    expectClose(os, osRef);
+    ];
+    for (const [shapes, build] of cases) {
+      const [got, ref, n] = await both(shapes, build);
+      expect(n).toBe(1);
+      expectClose(got, ref);
+    }
   });
 
   it("reads strided views in place and keeps ggml's nodes between products in order (async too)", async () => {
