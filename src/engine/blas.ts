@@ -15,14 +15,14 @@ export interface Blas {
   path: string;
   /** cblas_sgemm with pointers passed as addresses (uintptr_t). */
   sgemm: NativeFn;
-  /** OpenBLAS's own thread count (process-wide); set before each product when it differs. */
+  /** OpenBLAS's own thread count (process-wide, ≥ 1); set before each product when it differs. */
   setThreads(n: number): void;
 }
 
-const ROW_MAJOR = 101;
+/** CBLAS enum values (cblas.h). */
+export const ROW_MAJOR = 101;
 export const NO_TRANS = 111;
 export const TRANS = 112;
-export { ROW_MAJOR };
 
 let cached: { blas: Blas | null; note: string } | null = null;
 
@@ -50,7 +50,8 @@ function open(path: string): Blas {
     name: String(config()).replace(/\s+/g, " ").trim(),
     path,
     sgemm,
-    setThreads(n: number) {
+    setThreads(threads: number) {
+      const n = Math.max(1, Math.floor(threads));
       if (n !== current) set((current = n));
     },
   };

@@ -844,23 +844,32 @@ export class Graph {
   /** Run the graph on the CPU backend (blocks the thread). */
   computeSync(threads: number): void {
     this.ctx.assertLive();
-    const steps = this.schedule();
-    if (!steps) return this.computeWindow(threads);
-    const blas = this.ctx.blas as Blas;
-    this.plan(threads); // the whole graph's work size, so no window's plan grows the work buffer
-    blas.setThreads(Math.max(1, Math.floor(threads)));
-    const w = this.window();
+    const run = this.startSteps(threads);
+    if (!run) return this.computeWindow(threads);
     try {
-      for (const s of steps) {
-        if (s.kind === "gemm") blas.sgemm(...s.args);
+      for (const s of run.steps) {
+        if (s.kind === "gemm") run.blas.sgemm(...s.args);
         else {
-          w.set(s.from, s.count);
+          run.window.set(s.from, s.count);
           this.computeWindow(threads);
         }
       }
     } finally {
-      w.restore();
+      run.window.restore();
     }
+  }
+
+  /**
+   * The BLAS schedule ready to run (null without one): the work buffer planned for the whole graph, so no window's
+   * plan grows it, OpenBLAS's threads set, and the node window to point at each ggml stretch.
+   */
+  private startSteps(threads: number): { steps: Step[]; blas: Blas; window: ReturnType<Graph["window"]> } | null {
+    const steps = this.schedule();
+    if (!steps) return null;
+    const blas = this.ctx.blas as Blas;
+    this.plan(threads);
+    blas.setThreads(threads);
+    return { steps, blas, window: this.window() };
   }
 
   private computeWindow(threads: number): void {
@@ -919,9 +928,9 @@ export class Graph {
       const op = String(b.ggml_op_desc(node));
       return opts.shapes ? `${op} [${new Tensor(this.ctx, node).shape.join(",")}]` : op;
     });
-    const gemm = new Map((this.schedule() ?? []).flatMap((s) => (s.kind === "gemm" ? [[s.node, s.args]] : [])));
-    if (gemm.size) (this.ctx.blas as Blas).setThreads(Math.max(1, Math.floor(threads)));
-    const w = this.window();
+    const run = this.startSteps(threads);
+    const gemm = new Map((run?.steps ?? []).flatMap((s) => (s.kind === "gemm" ? [[s.node, s.args]] : [])));
+    const w = run?.window ?? this.window();
     const totals = new Map<string, { ms: number; cpuMs: number; count: number }>();
     try {
       for (let i = 0; i < n; i++) {
@@ -930,7 +939,7 @@ export class Graph {
         w.set(i, 1);
         const t0 = performance.now();
         const c0 = process.cpuUsage();
-        if (args) (this.ctx.blas as Blas).sgemm(...args);
+        if (args && run) run.blas.sgemm(...args);
         else this.computeWindow(threads);
         const c = process.cpuUsage(c0);
         const e = totals.get(op) ?? { ms: 0, cpuMs: 0, count: 0 };
@@ -948,25 +957,21 @@ export class Graph {
   /** Run the graph on koffi worker threads so the event loop (progress, HTTP) keeps going. */
   async compute(threads: number): Promise<void> {
     this.ctx.assertLive();
-    const steps = this.schedule();
-    if (!steps) return this.computeWindowAsync(threads);
-    const blas = this.ctx.blas as Blas;
-    this.plan(threads);
-    blas.setThreads(Math.max(1, Math.floor(threads)));
-    const w = this.window();
+    const run = this.startSteps(threads);
+    if (!run) return this.computeWindowAsync(threads);
     try {
-      for (const s of steps) {
+      for (const s of run.steps) {
         if (s.kind === "gemm") {
           await new Promise<void>((resolve, reject) =>
-            blas.sgemm.async(...s.args, (err: unknown) => (err ? reject(err) : resolve())),
+            run.blas.sgemm.async(...s.args, (err: unknown) => (err ? reject(err) : resolve())),
           );
         } else {
-          w.set(s.from, s.count);
+          run.window.set(s.from, s.count);
           await this.computeWindowAsync(threads);
         }
       }
     } finally {
-      w.restore();
+      run.window.restore();
     }
   }
 
